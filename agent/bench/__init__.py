@@ -1,0 +1,1 @@
+"""Benchmark harness: simulated callers and measurements."""

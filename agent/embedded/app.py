@@ -1,0 +1,96 @@
+"""The embedded-mode HTTP app: web page, WebRTC signalling (`POST /api/offer`) and health."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from aiortc import RTCSessionDescription
+
+from ..models import Models
+from ..settings import Settings
+from .peer import BadOffer, PeerSession
+
+logger = logging.getLogger("voice_agent.embedded")
+
+WEB_DIR = Path(__file__).resolve().parents[2] / "web"
+MAX_OFFER_BYTES = 256 * 1024
+
+PEERS = web.AppKey("peers", set[PeerSession])
+SETTINGS = web.AppKey("settings", Settings)
+MODELS = web.AppKey("models", Models)
+
+
+def create_app(settings: Settings, models: Models, web_dir: Path = WEB_DIR) -> web.Application:
+    app = web.Application(client_max_size=MAX_OFFER_BYTES)
+    app[PEERS] = set()
+    app[SETTINGS] = settings
+    app[MODELS] = models
+    app.router.add_post("/api/offer", offer)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/", lambda _: web.FileResponse(web_dir / "index.html"))
+    app.router.add_static("/static/", web_dir)
+    app.on_shutdown.append(_close_peers)
+    return app
+
+
+def _error(status: type[web.HTTPException], message: str) -> web.HTTPException:
+    return status(text=json.dumps({"error": message}), content_type="application/json")
+
+
+def _parse_offer(body: Any) -> RTCSessionDescription:
+    if not isinstance(body, dict):
+        raise _error(web.HTTPBadRequest, 'expected a JSON object {"sdp": ..., "type": "offer"}')
+    sdp, kind = body.get("sdp"), body.get("type")
+    if kind != "offer":
+        raise _error(web.HTTPBadRequest, '"type" must be "offer"')
+    if not isinstance(sdp, str) or not sdp.strip():
+        raise _error(web.HTTPBadRequest, '"sdp" must be a non-empty string')
+    return RTCSessionDescription(sdp=sdp, type=kind)
+
+
+async def offer(request: web.Request) -> web.Response:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise _error(web.HTTPBadRequest, "request body is not valid JSON") from None
+    description = _parse_offer(body)
+
+    app = request.app
+    peers = app[PEERS]
+    if len(peers) >= app[SETTINGS].max_sessions:
+        raise _error(web.HTTPServiceUnavailable, "the agent is at capacity, try again shortly")
+
+    peer = PeerSession(app[SETTINGS], app[MODELS], on_closed=peers.discard)
+    peers.add(peer)
+    try:
+        answer = await peer.accept(description)
+    except BadOffer as e:
+        await peer.close()
+        raise _error(web.HTTPBadRequest, str(e)) from None
+    except Exception:
+        logger.exception("could not start a session")
+        await peer.close()
+        raise _error(web.HTTPInternalServerError, "could not start a session") from None
+    return web.json_response({"sdp": answer.sdp, "type": answer.type, "session_id": peer.id})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    app = request.app
+    return web.json_response(
+        {
+            "ok": True,
+            "models": app[MODELS].describe(),
+            "device": str(app[MODELS].stt.device),
+            "sessions": len(app[PEERS]),
+            "max_sessions": app[SETTINGS].max_sessions,
+        }
+    )
+
+
+async def _close_peers(app: web.Application) -> None:
+    await asyncio.gather(*(peer.close() for peer in list(app[PEERS])))

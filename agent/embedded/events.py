@@ -1,0 +1,93 @@
+"""Session events → JSON messages on the peer's data channel (what the web page shows).
+
+Messages (one JSON object each):
+  {"type": "agent_state", "state": "listening" | "thinking" | "speaking" | ...}
+  {"type": "user_state", "state": "speaking" | "listening" | "away"}
+  {"type": "transcript", "role": "user" | "agent", "text": str, "final": bool, "interrupted"?: bool}
+  {"type": "metrics", ...per-turn latencies in seconds...}
+  {"type": "false_interruption", "resumed": bool}
+  {"type": "error", "message": str}
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from livekit.agents import AgentSession, llm
+from livekit.agents.voice import events, io
+
+logger = logging.getLogger("voice_agent.embedded")
+
+Send = Callable[[dict[str, Any]], None]
+
+_TURN_METRICS = (
+    "transcription_delay",
+    "end_of_turn_delay",
+    "llm_node_ttft",
+    "tts_node_ttfb",
+    "e2e_latency",
+)
+
+
+class AgentTranscriptOutput(io.TextOutput):
+    """Streams the agent's reply text as it is generated (final text comes with the chat item)."""
+
+    def __init__(self, send: Send) -> None:
+        super().__init__(label="data-channel", next_in_chain=None)
+        self._send = send
+        self._text = ""
+
+    async def capture_text(self, text: str) -> None:
+        self._text += text
+        self._send({"type": "transcript", "role": "agent", "text": self._text, "final": False})
+
+    def flush(self) -> None:
+        self._text = ""
+
+
+def relay_session_events(session: AgentSession, send: Send) -> None:
+    def on_agent_state(ev: events.AgentStateChangedEvent) -> None:
+        send({"type": "agent_state", "state": ev.new_state})
+
+    def on_user_state(ev: events.UserStateChangedEvent) -> None:
+        send({"type": "user_state", "state": ev.new_state})
+
+    def on_user_transcript(ev: events.UserInputTranscribedEvent) -> None:
+        send({"type": "transcript", "role": "user", "text": ev.transcript, "final": ev.is_final})
+
+    def on_item(ev: events.ConversationItemAddedEvent) -> None:
+        item = ev.item
+        if not isinstance(item, llm.ChatMessage) or item.role != "assistant":
+            return
+        send(
+            {
+                "type": "transcript",
+                "role": "agent",
+                "text": item.text_content or "",
+                "final": True,
+                "interrupted": item.interrupted,
+            }
+        )
+        metrics = {k: v for k, v in (item.metrics or {}).items() if k in _TURN_METRICS}
+        if metrics:
+            send({"type": "metrics", **metrics})
+
+    def on_false_interruption(ev: events.AgentFalseInterruptionEvent) -> None:
+        send({"type": "false_interruption", "resumed": ev.resumed})
+
+    def on_error(ev: events.ErrorEvent) -> None:
+        send({"type": "error", "message": str(ev.error)})
+
+    session.on("agent_state_changed", on_agent_state)
+    session.on("user_state_changed", on_user_state)
+    session.on("user_input_transcribed", on_user_transcript)
+    session.on("conversation_item_added", on_item)
+    session.on("agent_false_interruption", on_false_interruption)
+    session.on("error", on_error)
+
+
+def encode(message: dict[str, Any]) -> str:
+    return json.dumps(message, separators=(",", ":"), default=str)

@@ -1,0 +1,69 @@
+"""The model engines one process loads once and every session shares."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import torch
+from livekit.agents import vad
+from livekit.plugins import chatterbox, parakeet, silero
+
+from .errors import StartupError
+from .settings import Settings
+
+logger = logging.getLogger("voice_agent")
+
+
+@dataclass(frozen=True)
+class Models:
+    vad: vad.VAD
+    stt: parakeet.ParakeetEngine
+    tts: chatterbox.ChatterboxEngine
+
+    def describe(self) -> dict[str, str]:
+        return {
+            "stt": self.stt.model_name,
+            "tts": self.tts.model_name,
+            "stt_device": str(self.stt.device),
+            "tts_device": str(self.tts.device),
+        }
+
+
+def check_device(settings: Settings) -> None:
+    if settings.device.startswith("cuda") and not torch.cuda.is_available():
+        raise StartupError(
+            f"VOICE_AGENT_DEVICE={settings.device} but torch sees no CUDA GPU "
+            "(check the NVIDIA driver and that a CUDA build of torch is installed), "
+            "or set VOICE_AGENT_DEVICE=auto to fall back to the CPU"
+        )
+
+
+async def load_models(settings: Settings) -> Models:
+    """Load VAD, STT and TTS concurrently, off the event loop; model problems become `StartupError`."""
+    check_device(settings)
+
+    def load_stt() -> parakeet.ParakeetEngine:
+        try:
+            return parakeet.load_engine(settings.stt_model, device=settings.device, dtype=settings.dtype)
+        except parakeet.ModelLoadError as e:
+            raise StartupError(f"{e} (VOICE_AGENT_STT_MODEL)") from e
+
+    def load_tts() -> chatterbox.ChatterboxEngine:
+        try:
+            return chatterbox.load_engine(
+                settings.tts_model, device=settings.device, dtype=settings.dtype, watermark=settings.tts_watermark
+            )
+        except chatterbox.ModelLoadError as e:
+            raise StartupError(f"{e} (VOICE_AGENT_TTS_MODEL)") from e
+
+    def load_vad() -> vad.VAD:
+        return silero.VAD.load(min_silence_duration=settings.vad_min_silence_duration)
+
+    if settings.tts_voice is not None and not settings.tts_voice.is_file():
+        raise StartupError(f"VOICE_AGENT_TTS_VOICE={settings.tts_voice} is not a readable WAV file")
+    vad_model, stt_engine, tts_engine = await asyncio.gather(
+        asyncio.to_thread(load_vad), asyncio.to_thread(load_stt), asyncio.to_thread(load_tts)
+    )
+    return Models(vad=vad_model, stt=stt_engine, tts=tts_engine)

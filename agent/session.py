@@ -1,0 +1,64 @@
+"""The one place where the voice pipeline is assembled; every transport builds its session here.
+
+VAD (Silero) → Parakeet STT → end-of-turn detection (local v1-mini model) → Groq LLM (streamed) →
+Chatterbox TTS (sentence chunks, early first fragment) → the transport's audio output.
+Barge-in is VAD based and local: user speech pauses the agent at once; words confirm the interruption
+(LLM stream and TTS work are cancelled, queued audio dropped); no words within the timeout resume it.
+"""
+
+from __future__ import annotations
+
+from livekit.agents import AgentSession, inference
+from livekit.agents.voice.turn import TurnHandlingOptions
+from livekit.plugins import chatterbox, groq, parakeet
+
+from .assistant import Assistant
+from .models import Models
+from .settings import Settings
+
+
+def build_llm(settings: Settings) -> groq.LLM:
+    # Self-hosted OpenAI-compatible servers usually take any key; Groq's is checked at startup.
+    key = settings.groq_api_key.get_secret_value() if settings.groq_api_key else "not-needed"
+    return groq.LLM(
+        model=settings.llm_model,
+        base_url=settings.llm_base_url,
+        api_key=key,
+        temperature=settings.llm_temperature,
+    )
+
+
+def turn_handling(settings: Settings) -> TurnHandlingOptions:
+    return {
+        # never the cloud model: v1-mini runs in-process
+        "turn_detection": inference.TurnDetector(version="v1-mini") if settings.turn_detection == "model" else "vad",
+        "endpointing": {"min_delay": settings.min_endpointing_delay, "max_delay": settings.max_endpointing_delay},
+        "interruption": {
+            "mode": "vad",  # the adaptive detector is a cloud service
+            "min_duration": settings.min_interruption_duration,
+            "resume_false_interruption": True,
+            "false_interruption_timeout": settings.false_interruption_timeout,
+        },
+    }
+
+
+def build_session(settings: Settings, models: Models) -> AgentSession:
+    return AgentSession(
+        vad=models.vad,
+        stt=parakeet.STT(engine=models.stt),
+        llm=build_llm(settings),
+        tts=chatterbox.TTS(
+            engine=models.tts,
+            voice=str(settings.tts_voice) if settings.tts_voice else None,
+            exaggeration=settings.tts_exaggeration,
+            cfg_weight=settings.tts_cfg_weight,
+            temperature=settings.tts_temperature,
+            first_fragment_min_words=settings.first_fragment_min_words,
+        ),
+        turn_handling=turn_handling(settings),
+        aec_warmup_duration=settings.aec_warmup_duration or None,
+    )
+
+
+def build_agent(settings: Settings) -> Assistant:
+    return Assistant(instructions=settings.system_prompt)

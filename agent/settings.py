@@ -1,0 +1,81 @@
+"""Every knob of the agent, read from the environment and `.env` (documented in `.env.example`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlparse
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+GROQ_BASE_URL = "https://api.groq.com/openai/v1"
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a friendly, concise voice assistant. Your replies are spoken aloud, so answer in short, "
+    "natural sentences without markdown, lists, emoji or URLs. Ask a brief follow-up question when the "
+    "request is unclear."
+)
+
+
+class Settings(BaseSettings):
+    """Ecosystem names where they exist (`GROQ_API_KEY`), `VOICE_AGENT_*` for everything else."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VOICE_AGENT_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,
+        extra="ignore",
+    )
+
+    # --- LLM (Groq, or any OpenAI-compatible endpoint) ---
+    groq_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("GROQ_API_KEY", "VOICE_AGENT_GROQ_API_KEY")
+    )
+    llm_model: str = "llama-3.3-70b-versatile"
+    llm_base_url: str = GROQ_BASE_URL
+    llm_temperature: float = 0.7
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+
+    # --- STT (local Parakeet) ---
+    stt_model: str = "nvidia/parakeet-tdt-0.6b-v2"
+
+    # --- TTS (local Chatterbox) ---
+    tts_model: str = "ResembleAI/chatterbox"
+    tts_voice: Path | None = None
+    tts_exaggeration: float = Field(default=0.5, ge=0.0, le=2.0)
+    tts_cfg_weight: float = Field(default=0.5, ge=0.0, le=1.0)
+    tts_temperature: float = Field(default=0.8, gt=0.0, le=2.0)
+    tts_watermark: bool = True
+
+    # --- hardware ---
+    device: Literal["auto", "cuda", "cpu"] | str = "auto"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+
+    # --- turn taking and barge-in ---
+    turn_detection: Literal["model", "vad"] = "model"
+    vad_min_silence_duration: float = Field(default=0.3, gt=0.0)
+    min_endpointing_delay: float = Field(default=0.5, ge=0.0)
+    max_endpointing_delay: float = Field(default=3.0, ge=0.0)
+    min_interruption_duration: float = Field(default=0.5, ge=0.0)
+    false_interruption_timeout: float = Field(default=2.0, gt=0.0)
+    first_fragment_min_words: int = Field(default=4, ge=0)
+    aec_warmup_duration: float = Field(default=0.0, ge=0.0)
+
+    # --- embedded server ---
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    max_sessions: int = Field(default=8, ge=1)
+    ice_servers: list[str] = Field(default_factory=list)
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, v: str) -> str:
+        if v not in ("auto", "cpu") and not v.startswith("cuda"):
+            raise ValueError("must be 'auto', 'cpu', 'cuda' or 'cuda:N'")
+        return v
+
+    @property
+    def uses_groq(self) -> bool:
+        return urlparse(self.llm_base_url).hostname == urlparse(GROQ_BASE_URL).hostname

@@ -1,0 +1,121 @@
+"""A local OpenAI-compatible chat-completions server that stands in for Groq in tests.
+
+It streams scripted replies as SSE chunks with a configurable time to first token and token rate, records
+every request, and notes whether the client hung up before the reply was complete (barge-in cancels the
+LLM stream by closing the HTTP connection)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass
+class RecordedRequest:
+    body: dict[str, Any]
+    reply: str
+    started_at: float
+    tokens_sent: int = 0
+    completed: bool = False
+    cancelled: bool = False
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def user_texts(self) -> list[str]:
+        return [_text(m.get("content")) for m in self.body.get("messages", []) if m.get("role") == "user"]
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, list):  # OpenAI content parts
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return content or ""
+
+
+class ScriptedLLMServer:
+    """Replies are taken in order from `replies` (the last one repeats once they run out)."""
+
+    def __init__(self, replies: list[str], *, ttft: float = 0.05, tokens_per_second: float = 50.0) -> None:
+        self.replies = list(replies)
+        self.ttft = ttft
+        self.tokens_per_second = tokens_per_second
+        self.requests: list[RecordedRequest] = []
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    async def start(self) -> ScriptedLLMServer:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_get("/v1/models", self._models)
+        self._runner = web.AppRunner(app, handler_cancellation=True)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def aclose(self) -> None:
+        if self._runner:
+            await self._runner.cleanup()
+
+    async def wait_for_requests(self, n: int, timeout: float) -> list[RecordedRequest]:
+        deadline = time.monotonic() + timeout
+        while len(self.requests) < n:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"expected {n} LLM requests, got {len(self.requests)}")
+            await asyncio.sleep(0.02)
+        return self.requests
+
+    async def _models(self, _: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": "scripted", "object": "model"}]})
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        reply = self.replies[min(len(self.requests), len(self.replies) - 1)]
+        rec = RecordedRequest(body=body, reply=reply, started_at=time.monotonic())
+        self.requests.append(rec)
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await resp.prepare(request)
+        try:
+            await asyncio.sleep(self.ttft)
+            for token in re.findall(r"\S+\s*", reply):
+                await resp.write(_sse(_chunk(body, {"role": "assistant", "content": token})))
+                rec.tokens_sent += 1
+                await asyncio.sleep(1.0 / self.tokens_per_second)
+            usage = {"prompt_tokens": 10, "completion_tokens": rec.tokens_sent, "total_tokens": 10 + rec.tokens_sent}
+            await resp.write(_sse(_chunk(body, None, usage=usage)))
+            await resp.write(b"data: [DONE]\n\n")
+            rec.completed = True
+        except (asyncio.CancelledError, ConnectionResetError):
+            rec.cancelled = True
+            raise
+        finally:
+            rec.finished.set()
+        return resp
+
+
+def _chunk(body: dict[str, Any], delta: dict[str, Any] | None, usage: dict[str, int] | None = None) -> dict[str, Any]:
+    choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": None}]
+    out: dict[str, Any] = {
+        "id": "chatcmpl-scripted",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": body.get("model", "scripted"),
+        "choices": choices,
+    }
+    if usage:
+        out["usage"] = usage
+    return out
+
+
+def _sse(obj: dict[str, Any]) -> bytes:
+    return f"data: {json.dumps(obj)}\n\n".encode()
