@@ -41,7 +41,9 @@ def check_device(settings: Settings) -> None:
 
 
 async def load_models(settings: Settings) -> Models:
-    """Load VAD, STT and TTS concurrently, off the event loop; model problems become `StartupError`."""
+    """Load VAD, STT and TTS off the event loop; model problems become `StartupError`.
+
+    One after the other: NeMo and Chatterbox both import transformers lazily, which is not thread-safe."""
     check_device(settings)
 
     def load_stt() -> parakeet.ParakeetEngine:
@@ -63,7 +65,7 @@ async def load_models(settings: Settings) -> Models:
 
     if settings.tts_voice is not None and not settings.tts_voice.is_file():
         raise StartupError(f"VOICE_AGENT_TTS_VOICE={settings.tts_voice} is not a readable WAV file")
-    vad_model, stt_engine, tts_engine = await asyncio.gather(
-        asyncio.to_thread(load_vad), asyncio.to_thread(load_stt), asyncio.to_thread(load_tts)
-    )
-    return Models(vad=vad_model, stt=stt_engine, tts=tts_engine)
+    def load_all() -> Models:
+        return Models(vad=load_vad(), stt=load_stt(), tts=load_tts())
+
+    return await asyncio.to_thread(load_all)

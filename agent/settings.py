@@ -67,6 +67,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     max_sessions: int = Field(default=8, ge=1)
+    connect_timeout: float = Field(default=20.0, gt=0.0)
     ice_servers: list[str] = Field(default_factory=list)
 
     @field_validator("device")

@@ -94,6 +94,7 @@ class Caller:
                     raise RuntimeError(f"offer rejected ({resp.status}): {body}")
         caller.session_id = body["session_id"]
         await pc.setRemoteDescription(RTCSessionDescription(sdp=body["sdp"], type=body["type"]))
+        await caller.wait_for(lambda: pc.connectionState == "connected", timeout, "the WebRTC connection")
         return caller
 
     async def say(self, pcm: np.ndarray) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +33,17 @@ def create_app(settings: Settings, models: Models, web_dir: Path = WEB_DIR) -> w
     app[MODELS] = models
     app.router.add_post("/api/offer", offer)
     app.router.add_get("/healthz", healthz)
-    app.router.add_get("/", lambda _: web.FileResponse(web_dir / "index.html"))
+    app.router.add_get("/", _page(web_dir / "index.html"))
     app.router.add_static("/static/", web_dir)
     app.on_shutdown.append(_close_peers)
     return app
+
+
+def _page(path: Path) -> Callable[[web.Request], Awaitable[web.FileResponse]]:
+    async def handler(_: web.Request) -> web.FileResponse:
+        return web.FileResponse(path)
+
+    return handler
 
 
 def _error(status: type[web.HTTPException], message: str) -> web.HTTPException:

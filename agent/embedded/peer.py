@@ -61,6 +61,8 @@ class PeerSession:
         relay_session_events(self.session, self.send)
         self.session.on("close", lambda _: self.close())
         await self.session.start(build_agent(self._settings))
+        # a client that never completes ICE/DTLS (closed tab, blocked UDP) must not hold a session slot
+        asyncio.get_running_loop().call_later(self._settings.connect_timeout, self._close_if_not_connected)
         logger.info("session %s started", self.id)
         return self.pc.localDescription
 
@@ -97,6 +99,11 @@ class PeerSession:
             flush()
         else:
             channel.on("open", flush)
+
+    def _close_if_not_connected(self) -> None:
+        if self.pc.connectionState in ("new", "connecting"):
+            logger.warning("session %s: peer did not connect within %.0f s", self.id, self._settings.connect_timeout)
+            self.close()
 
     def _on_connection_state(self) -> None:
         if self.pc.connectionState in ("failed", "closed"):

@@ -6,9 +6,16 @@ import asyncio
 import aiohttp
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
+from aiortc.mediastreams import AudioStreamTrack
 
 from agent.bench.caller import Caller
 from tests.conftest import StartServer
+
+
+_NO_ICE_SDP = (
+    "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
+    "c=IN IP4 0.0.0.0\r\na=rtpmap:111 opus/48000/2\r\na=sendrecv\r\n"
+)
 
 
 async def _post(url: str, **kwargs: object) -> tuple[int, dict]:
@@ -47,7 +54,9 @@ async def test_serves_the_web_page(start_agent: StartServer) -> None:
         ({"json": ["sdp"]}, "JSON object"),
         ({"json": {"sdp": "v=0", "type": "answer"}}, '"type" must be "offer"'),
         ({"json": {"type": "offer"}}, '"sdp" must be'),
-        ({"json": {"sdp": "this is not sdp", "type": "offer"}}, "invalid SDP offer"),
+        ({"json": {"sdp": "this is not sdp", "type": "offer"}}, "no audio track"),
+        ({"json": {"sdp": "v=0\r\nm=audio notaport UDP/TLS/RTP/SAVPF 111\r\n", "type": "offer"}}, "invalid SDP offer"),
+        ({"json": {"sdp": _NO_ICE_SDP, "type": "offer"}}, "invalid SDP offer: ICE"),
     ],
 )
 async def test_malformed_offers_get_400_and_server_keeps_serving(
@@ -85,3 +94,18 @@ async def test_capacity_limit_answers_503_then_frees_the_slot(start_agent: Start
         await asyncio.sleep(0.2)
     second = await Caller.connect(url)
     await second.close()
+
+
+async def test_abandoned_offer_frees_its_slot(start_agent: StartServer) -> None:
+    url = await start_agent(max_sessions=1, connect_timeout=1.0)
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTrack(AudioStreamTrack())
+    await pc.setLocalDescription(await pc.createOffer())
+    status, _ = await _post(url, json={"sdp": pc.localDescription.sdp, "type": "offer"})
+    await pc.close()  # never applies the answer: ICE/DTLS cannot complete
+    assert status == 200
+    for _ in range(100):  # bounded
+        if (await _health(url))["sessions"] == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert (await _health(url))["sessions"] == 0
