@@ -41,8 +41,8 @@ async def test_caller_hears_the_agent_answer(
         assert answered.body["stream"] is True
 
         voice_to_voice = caller.first_audio_after(spoke_until) - spoke_until  # type: ignore[operator]
-        logger.info("voice-to-voice (end of user speech -> first agent audio at the caller): %.0f ms",
-                    voice_to_voice * 1000)
+        logger.info("voice-to-voice (end of user speech -> first agent audio at the caller): %.0f ms; turn: %s",
+                    voice_to_voice * 1000, [e.message for e in caller.messages("metrics")])
         loud = [lvl for at, lvl in caller.audio if at > spoke_until and lvl >= 200]
         assert len(loud) >= 5, "several 20 ms frames of agent speech arrived"
 
