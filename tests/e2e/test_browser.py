@@ -37,7 +37,7 @@ async def test_browser_talks_to_the_agent(
                 "--no-first-run",
                 "--use-fake-ui-for-media-stream",
                 "--use-fake-device-for-media-stream",
-                f"--use-file-for-fake-audio-capture={mic}",
+                f"--use-file-for-fake-audio-capture={mic}%noloop",  # play once, then silence
                 "--autoplay-policy=no-user-gesture-required",
             ],
         )
