@@ -38,10 +38,15 @@ def _text(content: Any) -> str:
 
 
 class ScriptedLLMServer:
-    """Replies are taken in order from `replies` (the last one repeats once they run out)."""
+    """Replies are taken in order from `replies` (the last one repeats once they run out); the first
+    `failures` requests are answered with HTTP 500 instead."""
 
-    def __init__(self, replies: list[str], *, ttft: float = 0.05, tokens_per_second: float = 50.0) -> None:
+    def __init__(
+        self, replies: list[str], *, ttft: float = 0.05, tokens_per_second: float = 50.0, failures: int = 0
+    ) -> None:
         self.replies = list(replies)
+        self.failures = failures
+        self.failed = 0
         self.ttft = ttft
         self.tokens_per_second = tokens_per_second
         self.requests: list[RecordedRequest] = []
@@ -80,6 +85,9 @@ class ScriptedLLMServer:
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
+        if self.failed < self.failures:
+            self.failed += 1
+            return web.json_response({"error": {"message": "scripted failure", "type": "server_error"}}, status=500)
         reply = self.replies[min(len(self.requests), len(self.replies) - 1)]
         rec = RecordedRequest(body=body, reply=reply, started_at=time.monotonic())
         self.requests.append(rec)

@@ -1,0 +1,121 @@
+"""The token-by-token T3 decoder matches chatterbox's own T3.inference / inference_turbo, seed for seed."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from chatterbox.models.t3 import T3
+from chatterbox.models.t3.modules.cond_enc import T3Cond
+from livekit.plugins.chatterbox import decoding, synthetic
+
+SHARPEN = 20.0
+TEXT = torch.randint(1, 100, (1, 24), generator=torch.Generator().manual_seed(2))
+
+
+def tiny_t3(name: str) -> T3:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        t3 = T3(synthetic.t3_config(name)).eval()
+    with torch.no_grad():
+        # Freshly initialized layers are close to identity, and a flat head makes sampling depend on the seed
+        # alone: scale both up so the tokens depend on every detail of the inputs.
+        for param_name, weight in t3.tfmr.named_parameters():
+            if weight.dim() == 2 and param_name.startswith(("layers.", "h.")):
+                weight.mul_(SHARPEN)
+        t3.speech_head.weight.mul_(SHARPEN)
+    return t3
+
+
+def condition(t3: T3) -> T3Cond:
+    generator = torch.Generator().manual_seed(1)
+    return T3Cond(
+        speaker_emb=torch.randn(1, t3.hp.speaker_embed_size, generator=generator),
+        cond_prompt_speech_tokens=torch.randint(
+            0, 6561, (1, t3.hp.speech_cond_prompt_len), generator=generator
+        ),
+        emotion_adv=0.5 * torch.ones(1, 1, 1),
+    )
+
+
+@pytest.mark.parametrize("cfg_weight", [0.5, 0.3])
+def test_original_matches_upstream_inference(cfg_weight: float) -> None:
+    t3 = tiny_t3("tiny")
+    text = decoding.text_tokens(t3, TEXT, "original")
+    params = decoding.SamplingParams.for_variant("original", temperature=0.8, cfg_weight=cfg_weight)
+    with torch.inference_mode():
+        torch.manual_seed(3)
+        ours = list(decoding.speech_tokens(t3, condition(t3), text, "original", params, max_new_tokens=40))
+        torch.manual_seed(3)
+        theirs = t3.inference(
+            t3_cond=condition(t3),
+            text_tokens=torch.cat([text, text]),  # generate() doubles the text for CFG
+            max_new_tokens=40,
+            temperature=0.8,
+            cfg_weight=cfg_weight,
+            repetition_penalty=1.2,
+            min_p=0.05,
+            top_p=1.0,
+        )[0].tolist()
+    assert len(ours) >= 20
+    assert ours == [t for t in theirs if t != t3.hp.stop_speech_token]
+
+
+def test_turbo_matches_upstream_inference_turbo() -> None:
+    t3 = tiny_t3("turbo-tiny")
+    params = decoding.SamplingParams.for_variant("turbo", temperature=0.8, cfg_weight=0.5)
+    with torch.inference_mode():
+        torch.manual_seed(3)
+        ours = list(decoding.speech_tokens(t3, condition(t3), TEXT, "turbo", params, max_new_tokens=41))
+        torch.manual_seed(3)
+        theirs = t3.inference_turbo(
+            condition(t3),
+            TEXT,
+            temperature=0.8,
+            top_k=1000,
+            top_p=0.95,
+            repetition_penalty=1.2,
+            max_gen_len=40,
+        )[0].tolist()
+    assert len(ours) >= 20
+    assert ours == theirs
+
+
+def test_without_cfg_one_row_and_length_rule() -> None:
+    """cfg_weight=0 crashes upstream's 0.1.7 loop (it always builds two rows); here it runs one row."""
+    t3 = tiny_t3("tiny")
+    rule = synthetic.SpeechLengthRule(tokens_per_char=1.5, stop_token=t3.hp.stop_speech_token)
+    params = decoding.SamplingParams.for_variant("original", temperature=0.8, cfg_weight=0.0)
+    with torch.inference_mode():
+        tokens = list(
+            decoding.speech_tokens(
+                t3,
+                condition(t3),
+                decoding.text_tokens(t3, TEXT, "original"),
+                "original",
+                params,
+                logits_rule=rule.for_text("twenty characters!!!"),
+            )
+        )
+    assert len(tokens) == 30
+    assert t3.hp.stop_speech_token not in tokens
+
+
+@pytest.mark.parametrize("name", ["tiny", "turbo-tiny"])
+def test_bfloat16_t3_decodes(name: str) -> None:
+    """dtype=bfloat16 (CUDA only in load_model) casts T3 and its conditionals; the loop samples in float32."""
+    t3 = tiny_t3(name).to(torch.bfloat16)
+    variant = "turbo" if name.startswith("turbo") else "original"
+    params = decoding.SamplingParams.for_variant(variant, temperature=0.8, cfg_weight=0.5)
+    torch.manual_seed(4)
+    with torch.inference_mode():
+        tokens = list(
+            decoding.speech_tokens(
+                t3,
+                condition(t3).to(dtype=torch.bfloat16),
+                decoding.text_tokens(t3, TEXT, variant),
+                variant,
+                params,
+                max_new_tokens=12,
+            )
+        )
+    assert 0 < len(tokens) <= 12

@@ -1,0 +1,138 @@
+"""The livekit TTS front end: synthesize(), streaming, interruption, errors, prewarm."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+import pytest
+from chatterbox_helpers import expected_seconds, frame_energies
+from livekit import rtc
+from livekit.agents import APIConnectOptions, APIError, tts
+from livekit.plugins import chatterbox
+
+NO_RETRY = APIConnectOptions(max_retry=0)
+
+
+def record_texts(engine: chatterbox.ChatterboxEngine, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    texts: list[str] = []
+    synthesize = engine.synthesize
+
+    def recording(text: str, **kwargs: Any) -> chatterbox.SynthesisHandle:
+        texts.append(text)
+        return synthesize(text, **kwargs)
+
+    monkeypatch.setattr(engine, "synthesize", recording)
+    return texts
+
+
+def pcm_of(frames: list[rtc.AudioFrame]) -> np.ndarray:
+    return np.concatenate([np.frombuffer(frame.data, dtype=np.int16) for frame in frames])
+
+
+async def test_synthesize_gives_24khz_frames_with_energy(engine: chatterbox.ChatterboxEngine) -> None:
+    plugin_tts = chatterbox.TTS(engine=engine)
+    assert (plugin_tts.model, plugin_tts.provider, plugin_tts.sample_rate) == (
+        "synthetic-tiny",
+        "Chatterbox",
+        24000,
+    )
+    durations = []
+    for text in ("Hi there.", "Hi there, this is a longer reply."):
+        frames = [event.frame async for event in plugin_tts.synthesize(text)]
+        assert {(frame.sample_rate, frame.num_channels) for frame in frames} == {(24000, 1)}
+        pcm = pcm_of(frames)
+        assert np.median(frame_energies(pcm)) > 200
+        durations.append(len(pcm) / 24000)
+        assert durations[-1] == pytest.approx(expected_seconds(text), abs=0.05)  # + end-of-segment markers
+    assert durations[1] > 2.5 * durations[0]
+
+
+async def test_stream_speaks_an_early_clause_then_sentences(
+    engine: chatterbox.ChatterboxEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts = record_texts(engine, monkeypatch)
+    plugin_tts = chatterbox.TTS(engine=engine)
+    metrics: list[Any] = []
+    plugin_tts.on("metrics_collected", metrics.append)
+
+    stream = plugin_tts.stream()
+    for word in ["Well,", "I", "think", "the", "answer,", "in", "short,", "is", "yes.", "Thanks!"]:
+        stream.push_text(word + " ")
+        await asyncio.sleep(0.01)
+    stream.flush()
+    stream.end_input()
+    events = [event async for event in stream]
+    await stream.aclose()
+
+    assert texts == ["Well, I think the answer,", "in short, is yes.", "Thanks!"]
+    pcm = pcm_of([event.frame for event in events])
+    assert len(pcm) / 24000 == pytest.approx(sum(expected_seconds(t) for t in texts), abs=0.05)
+    assert len({event.segment_id for event in events}) == 1
+    assert events[-1].is_final
+    assert metrics and metrics[0].ttfb > 0  # _mark_started() was called
+
+
+async def test_aclose_mid_reply_stops_engine_work_and_audio(engine: chatterbox.ChatterboxEngine) -> None:
+    plugin_tts = chatterbox.TTS(engine=engine, first_fragment_min_words=0)
+    before = engine.stats
+    stream = plugin_tts.stream()
+    stream.push_text("First sentence here. Second sentence is longer. Third one. Fourth one.")
+    stream.end_input()
+    await stream.__anext__()  # the first audio
+    await stream.aclose()
+    at_close = engine.stats
+    assert [event async for event in stream] == []
+
+    # the engine is FIFO: once a later request is done, the reply's remaining sentences have been dealt with
+    assert len(b"".join([c async for c in engine.synthesize("Done.")])) > 0
+    after = engine.stats
+    assert after.submitted - before.submitted == 5  # four sentences and "Done."
+    assert after.started - at_close.started <= 1  # "Done." only
+    assert after.dropped - before.dropped >= 2
+    assert after.completed - before.completed <= 3  # at most sentences 1 and 2, and "Done."
+
+
+async def test_engine_failure_is_an_api_error_and_the_next_reply_works(
+    engine: chatterbox.ChatterboxEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s3gen = engine.model.tts.s3gen
+    real_inference = s3gen.inference
+    calls = 0
+
+    def fail_once(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("vocoder exploded")
+        return real_inference(*args, **kwargs)
+
+    monkeypatch.setattr(s3gen, "inference", fail_once)
+    plugin_tts = chatterbox.TTS(engine=engine)
+    errors: list[tts.TTSError] = []
+    plugin_tts.on("error", errors.append)
+
+    with pytest.raises(APIError, match="vocoder exploded"):
+        async for _ in plugin_tts.synthesize("This reply fails.", conn_options=NO_RETRY):
+            pass
+    assert errors and errors[0].error.retryable  # nothing was spoken yet: a retry may work
+    frames = [event.frame async for event in plugin_tts.synthesize("This one works.", conn_options=NO_RETRY)]
+    assert len(pcm_of(frames)) > 0
+
+
+async def test_model_load_failure_is_a_non_retryable_api_error() -> None:
+    plugin_tts = chatterbox.TTS(model="./no/such/checkpoint", device="cpu")
+    with pytest.raises(APIError, match="does not exist") as info:
+        async for _ in plugin_tts.synthesize("Hello.", conn_options=NO_RETRY):
+            pass
+    assert not info.value.retryable
+
+
+async def test_prewarm_loads_the_shared_engine(engine: chatterbox.ChatterboxEngine) -> None:
+    plugin_tts = chatterbox.TTS(model="synthetic-tiny", device="cpu")
+    plugin_tts.prewarm()
+    submitted = engine.stats.submitted
+    frames = [event.frame async for event in plugin_tts.synthesize("Prewarmed.")]
+    assert len(pcm_of(frames)) > 0
+    assert engine.stats.submitted == submitted + 1

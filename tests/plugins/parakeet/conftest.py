@@ -1,0 +1,33 @@
+"""One synthetic-tiny Parakeet engine per test session, built into a temporary cache and loaded through the
+plugin's own loader (the .nemo restore path)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the hub is unreachable in tests: fail fast
+
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+from livekit.plugins import parakeet  # noqa: E402
+from livekit.plugins.parakeet import synthetic  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def synthetic_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    cache = tmp_path_factory.mktemp("parakeet-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(synthetic.CACHE_DIR_ENV, str(cache))
+        yield cache
+
+
+@pytest.fixture(scope="session")
+def tiny_nemo(synthetic_cache: Path) -> Path:
+    return synthetic.ensure_synthetic_model("synthetic-tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_engine(tiny_nemo: Path) -> parakeet.ParakeetEngine:
+    return parakeet.load_engine("synthetic-tiny", device="cpu")
