@@ -54,9 +54,7 @@ async def load_models(settings: Settings) -> Models:
 
     def load_tts() -> chatterbox.ChatterboxEngine:
         try:
-            return chatterbox.load_engine(
-                settings.tts_model, device=settings.device, dtype=settings.dtype, watermark=settings.tts_watermark
-            )
+            return chatterbox.load_engine(settings.tts_model, device=settings.device, dtype=settings.dtype)
         except chatterbox.ModelLoadError as e:
             raise StartupError(f"{e} (VOICE_AGENT_TTS_MODEL)") from e
 

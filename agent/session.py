@@ -53,6 +53,7 @@ def build_session(settings: Settings, models: Models) -> AgentSession:
             exaggeration=settings.tts_exaggeration,
             cfg_weight=settings.tts_cfg_weight,
             temperature=settings.tts_temperature,
+            watermark=settings.tts_watermark,
             first_fragment_min_words=settings.first_fragment_min_words,
         ),
         turn_handling=turn_handling(settings),

@@ -4,9 +4,12 @@ loaders, a scripted OpenAI-compatible server standing in for Groq, and the embed
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # model hubs are unreachable: fail fast instead of retrying
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# synthetic .nemo models are cached here instead of the user's ~/.cache
+os.environ.setdefault("PARAKEET_CACHE_DIR", tempfile.mkdtemp(prefix="parakeet-cache-"))
 
 from collections.abc import AsyncIterator, Callable  # noqa: E402
 from pathlib import Path  # noqa: E402

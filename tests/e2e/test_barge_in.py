@@ -7,7 +7,15 @@ import logging
 import time
 from pathlib import Path
 
+import dataclasses
+
+import numpy as np
+import pytest
+from livekit.plugins.parakeet import Transcript
+from livekit.plugins.parakeet.synthetic_audio import speech_like
+
 from agent.bench.caller import Caller
+from agent.models import Models
 from tests.conftest import StartServer
 from tests.fakes.openai_server import ScriptedLLMServer
 from tests.speech import speak
@@ -50,5 +58,45 @@ async def test_talking_over_the_agent_stops_it(
         assert resumed is None or resumed > second_started, "no audio of the interrupted reply after barge-in"
         spoken = caller.messages("transcript", role="agent", final=True, interrupted=True)[0].message["text"]
         assert spoken.strip() and LONG_REPLY.startswith(spoken.strip()[:40]) and len(spoken) < len(LONG_REPLY)
+    finally:
+        await caller.close()
+
+
+async def test_a_burst_without_words_is_a_false_interruption(
+    start_agent: StartServer,
+    llm_server: ScriptedLLMServer,
+    clips_dir: Path,
+    models: Models,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    llm_server.replies = [LONG_REPLY]
+    url = await start_agent(false_interruption_timeout=2.0)
+    caller = await Caller.connect(url)
+    try:
+        await caller.silence(0.5)
+        spoke_until = await caller.say(speak("Please tell me a long story.", clips_dir))
+        await caller.wait_for(lambda: caller.first_audio_after(spoke_until), 90, "the agent to start speaking")
+        await caller.silence(1.5)
+
+        # A cough or a door: voiced enough for the VAD, but a real ASR finds no words in it. The synthetic
+        # model says "hello" for any audio, so from here on the STT engine reports an empty transcript.
+        transcribe = models.stt.transcribe
+
+        async def no_words(pcm: np.ndarray) -> Transcript:
+            return dataclasses.replace(await transcribe(pcm), text="", confidence=0.0)
+
+        monkeypatch.setattr(models.stt, "transcribe", no_words)
+        burst = (speech_like(1.0, sample_rate=48000, seed=7) * 32767).astype(np.int16)
+        burst_at = time.monotonic()
+        burst_end = await caller.say(burst)
+
+        await caller.wait_for(lambda: caller.messages("false_interruption"), 30, "the false interruption")
+        assert caller.messages("false_interruption")[0].message["resumed"] is True
+        paused = [at for at, lvl in caller.audio if burst_at + 1.2 < at < burst_end + 1.5 and lvl >= 200]
+        assert not paused, "the agent's audio paused while the caller made noise"
+        await caller.wait_for(lambda: caller.first_audio_after(burst_end + 1.5), 30, "the agent to resume")
+
+        assert len(llm_server.requests) == 1 and not llm_server.requests[0].cancelled, "the reply went on"
+        assert not caller.messages("transcript", role="agent", final=True, interrupted=True)
     finally:
         await caller.close()

@@ -120,3 +120,21 @@ async def test_closed_engine_refuses_requests(engine: chatterbox.ChatterboxEngin
     assert other.closed
     with pytest.raises(chatterbox.SynthesisError, match="closed"):
         other.synthesize("Too late.")
+
+
+async def test_watermark_is_a_per_request_switch(
+    engine: chatterbox.ChatterboxEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    watermarker = engine.model.tts.watermarker
+    calls: list[int] = []
+    original = watermarker.apply_watermark
+
+    def counting(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+        calls.append(len(audio))
+        return original(audio, sample_rate=sample_rate)
+
+    monkeypatch.setattr(watermarker, "apply_watermark", counting)
+    await collect(engine.synthesize("Marked.", watermark=True))
+    assert len(calls) == 1
+    await collect(engine.synthesize("Not marked.", watermark=False))
+    assert len(calls) == 1

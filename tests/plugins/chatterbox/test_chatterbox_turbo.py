@@ -37,7 +37,7 @@ def turbo_engine(load_warnings: list[str]) -> Iterator[chatterbox.ChatterboxEngi
     finally:
         logging.getLogger("livekit.plugins.chatterbox").removeHandler(handler)
     load_warnings.extend(handler.messages)
-    engine = chatterbox.ChatterboxEngine(model, watermark=False)
+    engine = chatterbox.ChatterboxEngine(model)
     yield engine
     engine.close()
 

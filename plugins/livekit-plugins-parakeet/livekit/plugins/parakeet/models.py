@@ -1,0 +1,153 @@
+"""Loading NeMo transducer models: a local .nemo file, a Hugging Face name, or a synthetic model."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from . import synthetic
+from .log import logger
+
+if TYPE_CHECKING:
+    from nemo.collections.asr.models import ASRModel
+
+DEFAULT_MODEL = "nvidia/parakeet-tdt-0.6b-v2"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class ModelLoadError(RuntimeError):
+    """The STT model, device or dtype cannot be used; the message says what was tried and what to change."""
+
+
+def resolve_device(device: str) -> torch.device:
+    """ "auto" → cuda when available, else cpu. Raises ModelLoadError for an unusable device."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError) as e:
+        raise ModelLoadError(
+            f"invalid STT device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N' ({e})"
+        ) from e
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ModelLoadError(
+                f"device {device!r} requested but CUDA is not available (torch {torch.__version__}); "
+                "set the STT device to 'cpu' or 'auto'"
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ModelLoadError(
+                f"device {device!r} requested but only {torch.cuda.device_count()} GPU(s) are visible"
+            )
+    elif dev.type != "cpu":
+        raise ModelLoadError(f"unsupported STT device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    return dev
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """Compute dtype for inference. Reduced precision is used through autocast on CUDA only."""
+    if dtype not in DTYPES:
+        raise ModelLoadError(f"unknown STT dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+    resolved = DTYPES[dtype]
+    if resolved != torch.float32 and device.type != "cuda":
+        logger.warning("STT dtype %s is only used on CUDA; running float32 on %s", dtype, device)
+        return torch.float32
+    if resolved == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+        logger.warning("this GPU does not support bfloat16; running the STT in float16")
+        return torch.float16
+    return resolved
+
+
+def load_asr_model(model: str, device: torch.device) -> ASRModel:
+    """Load `model` onto `device`, ready for greedy batched inference (blocking; seconds to minutes).
+
+    `model` is a path to a ``.nemo`` file, one of `synthetic.SYNTHETIC_MODELS` or a Hugging Face name.
+    """
+    try:
+        from nemo.collections.asr.models import ASRModel
+    except ImportError as e:
+        raise ModelLoadError(f"cannot import NeMo ASR ({e}); install nemo_toolkit[asr]") from e
+
+    if synthetic.is_synthetic(model):
+        try:
+            path = synthetic.ensure_synthetic_model(model)
+        except Exception as e:
+            raise ModelLoadError(f"could not build synthetic STT model {model!r}: {_short(e)}") from e
+        asr = _restore(ASRModel, path, device)
+        logger.warning(
+            "STT model %r has RANDOM WEIGHTS: transcripts are meaningless (for tests and benchmarks only)",
+            model,
+        )
+    elif model.endswith(".nemo") or os.path.exists(model):
+        path = Path(model)
+        if not path.is_file():
+            problem = "is not a file" if path.exists() else "not found"
+            raise ModelLoadError(
+                f"STT model file {model!r} {problem}: set the model to an existing .nemo file"
+            )
+        asr = _restore(ASRModel, path, device)
+    else:
+        try:
+            asr = ASRModel.from_pretrained(model, map_location=device)
+        except Exception as e:
+            raise ModelLoadError(
+                f"STT model {model!r} not found: not a local .nemo file, and Hugging Face download failed "
+                f"(offline?): {_short(e)}. Set the model to a .nemo path, or make the name reachable "
+                "(network, or a pre-filled HF cache with HF_HUB_OFFLINE=1)"
+            ) from e
+
+    _prepare_for_inference(asr, model)
+    logger.info(
+        "STT model %r loaded: %s, %.1fM params, %d Hz, on %s",
+        model,
+        type(asr).__name__,
+        sum(p.numel() for p in asr.parameters()) / 1e6,
+        asr.cfg.sample_rate,
+        device,
+    )
+    return asr
+
+
+def _restore(asr_cls: type[ASRModel], path: Path, device: torch.device) -> ASRModel:
+    try:
+        return asr_cls.restore_from(str(path), map_location=device)
+    except Exception as e:
+        raise ModelLoadError(f"could not restore STT model from {str(path)!r}: {_short(e)}") from e
+
+
+def _prepare_for_inference(asr: ASRModel, model: str) -> None:
+    from nemo.collections.asr.models import EncDecHybridRNNTCTCModel, EncDecRNNTModel
+    from omegaconf import open_dict
+
+    if not isinstance(asr, EncDecRNNTModel):
+        raise ModelLoadError(
+            f"STT model {model!r} is a {type(asr).__name__}; only transducer (RNNT/TDT) models are supported"
+        )
+    asr.eval()
+    asr.preprocessor.featurizer.dither = 0.0
+    asr.preprocessor.featurizer.pad_to = 0
+    cfg = copy.deepcopy(asr.cfg.decoding)
+    with open_dict(cfg):
+        cfg.strategy = "greedy_batch"
+        cfg.greedy.loop_labels = True
+        cfg.fused_batch_size = -1
+        cfg.confidence_cfg = {
+            "preserve_frame_confidence": True,
+            "preserve_word_confidence": True,
+            "exclude_blank": True,
+            "aggregation": "min",
+            "method_cfg": {"name": "max_prob"},
+        }
+    if isinstance(asr, EncDecHybridRNNTCTCModel):
+        asr.change_decoding_strategy(cfg, decoder_type="rnnt", verbose=False)
+    else:
+        asr.change_decoding_strategy(cfg, verbose=False)
+
+
+def _short(e: BaseException, limit: int = 200) -> str:
+    text = (str(e).strip().splitlines() or [type(e).__name__])[0].rstrip(".")
+    return text if len(text) <= limit else text[: limit - 3] + "..."

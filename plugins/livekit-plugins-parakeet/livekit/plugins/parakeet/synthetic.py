@@ -1,0 +1,248 @@
+"""Random-weight models with the architecture of nvidia/parakeet-tdt-0.6b-v2, built offline.
+
+NeMo `EncDecRNNTBPEModel`: FastConformer encoder (128 mels, dw_striding 8x subsampling), 2-layer LSTM
+prediction network and a TDT joint (durations 0..4), decoded greedily with label looping. Two sizes:
+
+* ``synthetic-tiny``: about 0.1M parameters, for tests on CPU.
+* ``synthetic-full``: the published 0.6b dimensions (same FLOPs as the real model), for GPU timing.
+
+Random weights transcribe gibberish or nothing, so the joint's output layer is overwritten to always pick
+`SYNTHETIC_WORD` with duration 4: any audio, silence included, gives one word per 4 encoder frames
+(320 ms), e.g. ``"hello hello hello hello"`` for 1 s. Models are built on CPU with fixed seeds, saved as
+``.nemo`` files in a cache directory and loaded back through the same `ASRModel.restore_from` path as real
+checkpoints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from .log import logger
+
+if TYPE_CHECKING:
+    from nemo.collections.asr.models import EncDecRNNTBPEModel
+    from omegaconf import DictConfig
+
+SYNTHETIC_WORD = "hello"
+CACHE_DIR_ENV = "PARAKEET_CACHE_DIR"
+_RECIPE_VERSION = 1  # bump when a change makes previously cached models stale
+_DURATIONS = [0, 1, 2, 3, 4]
+_WORD_DURATION = 4  # encoder frames consumed by each emitted word
+_SAMPLE_RATE = 16000
+
+
+@dataclass(frozen=True)
+class _Spec:
+    d_model: int
+    n_layers: int
+    n_heads: int
+    ff_expansion: int
+    subsampling_channels: int
+    pred_hidden: int
+    joint_hidden: int
+    vocab_size: int
+
+
+_SPECS = {
+    "synthetic-tiny": _Spec(
+        d_model=32, n_layers=2, n_heads=2, ff_expansion=2, subsampling_channels=32,
+        pred_hidden=32, joint_hidden=32, vocab_size=64,
+    ),
+    # parakeet-tdt-0.6b-v2 as published
+    "synthetic-full": _Spec(
+        d_model=1024, n_layers=24, n_heads=8, ff_expansion=4, subsampling_channels=256,
+        pred_hidden=640, joint_hidden=640, vocab_size=1024,
+    ),
+}  # fmt: skip
+
+SYNTHETIC_MODELS = tuple(_SPECS)
+
+
+def is_synthetic(model: str) -> bool:
+    return model in _SPECS
+
+
+def default_cache_dir() -> Path:
+    if env := os.environ.get(CACHE_DIR_ENV):
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "livekit-plugins-parakeet"
+
+
+def ensure_synthetic_model(name: str, cache_dir: Path | None = None) -> Path:
+    """Path of the cached ``.nemo`` file of synthetic model `name`, built first if missing (blocking)."""
+    spec = _SPECS[name]
+    cache_dir = cache_dir or default_cache_dir()
+    path = cache_dir / f"{name}-r{_RECIPE_VERSION}-{_spec_digest(spec)}.nemo"
+    if path.is_file():
+        return path
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    logger.info("building synthetic model %s into %s", name, path)
+    # write then rename: concurrent builders never see a partial file
+    fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".nemo.part")
+    os.close(fd)
+    try:
+        with tempfile.TemporaryDirectory(prefix="parakeet-synthetic-") as workdir:
+            build_synthetic_model(name, Path(workdir)).save_to(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def build_synthetic_model(name: str, workdir: Path) -> EncDecRNNTBPEModel:
+    """Build synthetic model `name` in memory, on CPU. Its tokenizer files live in `workdir`, which must
+    outlive the model until it is saved."""
+    from nemo.collections.asr.models import EncDecRNNTBPEModel
+
+    spec = _SPECS[name]
+    tok_dir = _train_tokenizer(workdir, spec.vocab_size)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = EncDecRNNTBPEModel(cfg=_model_config(spec, tok_dir), trainer=None).eval()
+        _force_word(model)
+    return model
+
+
+def _spec_digest(spec: _Spec) -> str:
+    return hashlib.sha1(repr(sorted(asdict(spec).items())).encode()).hexdigest()[:8]
+
+
+# -----------------------------------------------------------------------------------------------------------
+# tokenizer and config
+
+
+def _corpus(n_pseudo_words: int) -> Iterator[str]:
+    """Sentences for the tokenizer: SYNTHETIC_WORD often enough to be one token, plus pseudo-words so that
+    larger vocabularies (1024 for full) have enough merges."""
+    rng = np.random.default_rng(0)
+    onsets = [
+        "",
+        "b",
+        "d",
+        "f",
+        "g",
+        "h",
+        "k",
+        "l",
+        "m",
+        "n",
+        "p",
+        "r",
+        "s",
+        "t",
+        "v",
+        "w",
+        "st",
+        "tr",
+        "ch",
+        "sh",
+    ]
+    vowels = ["a", "e", "i", "o", "u", "ai", "ea", "oo", "ou"]
+    codas = ["", "", "n", "r", "s", "t", "l", "ng", "st"]
+    words = [
+        "".join(
+            rng.choice(onsets) + rng.choice(vowels) + rng.choice(codas) for _ in range(rng.integers(1, 4))
+        )
+        for _ in range(n_pseudo_words)
+    ]
+    for i in range(0, len(words), 8):
+        yield " ".join([SYNTHETIC_WORD, *words[i : i + 8]])
+    for _ in range(50):
+        yield f"{SYNTHETIC_WORD} world {SYNTHETIC_WORD} there"
+
+
+def _train_tokenizer(workdir: Path, vocab_size: int) -> Path:
+    import sentencepiece as spm
+
+    text = workdir / "text.txt"
+    text.write_text("\n".join(_corpus(n_pseudo_words=vocab_size * 8)) + "\n")
+    tok_dir = workdir / "tokenizer"
+    tok_dir.mkdir()
+    spm.SentencePieceTrainer.train(
+        input=str(text), model_prefix=str(tok_dir / "tokenizer"), vocab_size=vocab_size, model_type="bpe",
+        character_coverage=1.0, bos_id=-1, eos_id=-1, normalization_rule_name="nmt_nfkc_cf", minloglevel=2,
+    )  # fmt: skip
+    pieces = [line.split("\t")[0] for line in (tok_dir / "tokenizer.vocab").read_text().splitlines()]
+    # NeMo's vocab.txt convention: word-initial pieces without the marker, the rest with a "##" prefix
+    vocab = [p[1:] if p.startswith("▁") else f"##{p}" for p in pieces if p != "<unk>"]
+    (tok_dir / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    return tok_dir
+
+
+def _model_config(spec: _Spec, tok_dir: Path) -> DictConfig:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.create(
+        {
+            "sample_rate": _SAMPLE_RATE,
+            "model_defaults": {
+                "enc_hidden": spec.d_model, "pred_hidden": spec.pred_hidden,
+                "joint_hidden": spec.joint_hidden, "tdt_durations": _DURATIONS,
+                "num_tdt_durations": len(_DURATIONS),
+            },
+            "tokenizer": {"dir": str(tok_dir), "type": "bpe"},
+            "preprocessor": {
+                "_target_": "nemo.collections.asr.modules.AudioToMelSpectrogramPreprocessor",
+                "sample_rate": _SAMPLE_RATE, "normalize": "per_feature", "window_size": 0.025,
+                "window_stride": 0.01, "window": "hann", "features": 128, "n_fft": 512, "log": True,
+                "frame_splicing": 1, "dither": 0.0, "pad_to": 0, "pad_value": 0.0,
+            },
+            "encoder": {
+                "_target_": "nemo.collections.asr.modules.ConformerEncoder",
+                "feat_in": 128, "feat_out": -1, "n_layers": spec.n_layers, "d_model": spec.d_model,
+                "use_bias": True, "subsampling": "dw_striding", "subsampling_factor": 8,
+                "subsampling_conv_channels": spec.subsampling_channels, "causal_downsampling": False,
+                "ff_expansion_factor": spec.ff_expansion, "self_attention_model": "rel_pos",
+                "n_heads": spec.n_heads, "att_context_size": [-1, -1], "att_context_style": "regular",
+                "xscaling": True, "untie_biases": True, "pos_emb_max_len": 5000, "conv_kernel_size": 9,
+                "conv_norm_type": "batch_norm", "conv_context_size": None,
+                "dropout": 0.0, "dropout_pre_encoder": 0.0, "dropout_emb": 0.0, "dropout_att": 0.0,
+            },
+            "decoder": {
+                "_target_": "nemo.collections.asr.modules.RNNTDecoder",
+                "normalization_mode": None, "random_state_sampling": False, "blank_as_pad": True,
+                "prednet": {
+                    "pred_hidden": spec.pred_hidden, "pred_rnn_layers": 2, "t_max": None, "dropout": 0.0,
+                },
+            },
+            "joint": {
+                "_target_": "nemo.collections.asr.modules.RNNTJoint",
+                "log_softmax": None, "preserve_memory": False, "fuse_loss_wer": False,
+                "fused_batch_size": -1, "num_extra_outputs": len(_DURATIONS),
+                "jointnet": {"joint_hidden": spec.joint_hidden, "activation": "relu", "dropout": 0.0},
+            },
+            "decoding": {
+                "strategy": "greedy_batch", "model_type": "tdt", "durations": _DURATIONS,
+                "greedy": {"max_symbols": 10, "loop_labels": True},
+            },
+            "loss": {
+                "loss_name": "tdt", "tdt_kwargs": {"durations": _DURATIONS, "sigma": 0.02, "omega": 0.1},
+            },
+            "optim": None,
+        }
+    )  # fmt: skip
+
+
+def _force_word(model: EncDecRNNTBPEModel) -> None:
+    """The joint's last layer outputs [token logits (V), blank, duration logits (5)]; with zero weights and a
+    bias on the word and on duration 4, every decoding step emits the word and skips 4 frames."""
+    ids = model.tokenizer.text_to_ids(SYNTHETIC_WORD)
+    if len(ids) != 1:
+        raise RuntimeError(f"synthetic tokenizer split {SYNTHETIC_WORD!r} into {len(ids)} pieces")
+    vocab = model.tokenizer.vocab_size
+    with torch.no_grad():
+        out = model.joint.joint_net[-1]
+        out.weight.zero_()
+        out.bias.fill_(-10.0)
+        out.bias[ids[0]] = 10.0
+        out.bias[vocab + 1 + _DURATIONS.index(_WORD_DURATION)] = 10.0
