@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     tts_watermark: bool = True
 
     # --- hardware ---
-    device: Literal["auto", "cuda", "cpu"] | str = "auto"
+    device: str = "auto"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
 
     # --- turn taking and barge-in ---
