@@ -4,7 +4,7 @@ Messages (one JSON object each):
   {"type": "agent_state", "state": "listening" | "thinking" | "speaking" | ...}
   {"type": "user_state", "state": "speaking" | "listening" | "away"}
   {"type": "transcript", "role": "user" | "agent", "text": str, "final": bool, "interrupted"?: bool}
-  {"type": "metrics", ...per-turn latencies in seconds...}
+  {"type": "metrics", "role": "user" | "assistant", ...per-turn latencies in seconds...}
   {"type": "false_interruption", "resumed": bool}
   {"type": "error", "message": str}
 """
@@ -60,8 +60,13 @@ def relay_session_events(session: AgentSession, send: Send) -> None:
 
     def on_item(ev: events.ConversationItemAddedEvent) -> None:
         item = ev.item
-        if not isinstance(item, llm.ChatMessage) or item.role != "assistant":
+        if not isinstance(item, llm.ChatMessage) or item.role not in ("user", "assistant"):
             return
+        metrics = {k: v for k, v in (item.metrics or {}).items() if k in _TURN_METRICS}
+        if metrics:
+            send({"type": "metrics", "role": item.role, **metrics})
+        if item.role != "assistant":
+            return  # user text was already sent as it was transcribed
         send(
             {
                 "type": "transcript",
@@ -71,9 +76,6 @@ def relay_session_events(session: AgentSession, send: Send) -> None:
                 "interrupted": item.interrupted,
             }
         )
-        metrics = {k: v for k, v in (item.metrics or {}).items() if k in _TURN_METRICS}
-        if metrics:
-            send({"type": "metrics", **metrics})
 
     def on_false_interruption(ev: events.AgentFalseInterruptionEvent) -> None:
         send({"type": "false_interruption", "resumed": ev.resumed})
