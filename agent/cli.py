@@ -46,7 +46,9 @@ async def serve(settings: Settings) -> None:
         await site.start()
     except OSError as e:
         await runner.cleanup()
-        raise StartupError(f"cannot listen on {settings.host}:{settings.port} ({e.strerror}); set VOICE_AGENT_PORT") from e
+        raise StartupError(
+            f"cannot listen on {settings.host}:{settings.port} ({e.strerror}); set VOICE_AGENT_PORT"
+        ) from e
     logger.info("voice agent ready on http://%s:%s", settings.host, settings.port)
 
     stop = asyncio.Event()
@@ -79,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("check", help="validate settings and load the models, then exit")
     args = parser.parse_args(argv)
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         if args.command == "serve":
             settings = load_settings(host=args.host, port=args.port)

@@ -63,6 +63,7 @@ async def load_models(settings: Settings) -> Models:
 
     if settings.tts_voice is not None and not settings.tts_voice.is_file():
         raise StartupError(f"VOICE_AGENT_TTS_VOICE={settings.tts_voice} is not a readable WAV file")
+
     def load_all() -> Models:
         return Models(vad=load_vad(), stt=load_stt(), tts=load_tts())
 

@@ -31,8 +31,13 @@ def build_llm(settings: Settings) -> groq.LLM:
 def turn_handling(settings: Settings) -> TurnHandlingOptions:
     return {
         # never the cloud model: v1-mini runs in-process
-        "turn_detection": inference.TurnDetector(version="v1-mini") if settings.turn_detection == "model" else "vad",
-        "endpointing": {"min_delay": settings.min_endpointing_delay, "max_delay": settings.max_endpointing_delay},
+        "turn_detection": inference.TurnDetector(version="v1-mini")
+        if settings.turn_detection == "model"
+        else "vad",
+        "endpointing": {
+            "min_delay": settings.min_endpointing_delay,
+            "max_delay": settings.max_endpointing_delay,
+        },
         "interruption": {
             "mode": "vad",  # the adaptive detector is a cloud service
             "min_duration": settings.min_interruption_duration,

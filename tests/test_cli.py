@@ -51,10 +51,14 @@ def test_cuda_requested_without_gpu() -> None:
 @pytest.mark.parametrize(
     ("env", "needles"),
     [
-        ({"VOICE_AGENT_STT_MODEL": "/nonexistent/model.nemo", "VOICE_AGENT_TTS_MODEL": "synthetic-tiny"},
-         ("/nonexistent/model.nemo", "VOICE_AGENT_STT_MODEL")),
-        ({"VOICE_AGENT_STT_MODEL": "synthetic-tiny", "VOICE_AGENT_TTS_MODEL": "ResembleAI/chatterbox"},
-         ("ResembleAI/chatterbox", "VOICE_AGENT_TTS_MODEL")),
+        (
+            {"VOICE_AGENT_STT_MODEL": "/nonexistent/model.nemo", "VOICE_AGENT_TTS_MODEL": "synthetic-tiny"},
+            ("/nonexistent/model.nemo", "VOICE_AGENT_STT_MODEL"),
+        ),
+        (
+            {"VOICE_AGENT_STT_MODEL": "synthetic-tiny", "VOICE_AGENT_TTS_MODEL": "ResembleAI/chatterbox"},
+            ("ResembleAI/chatterbox", "VOICE_AGENT_TTS_MODEL"),
+        ),
     ],
 )
 def test_missing_model(env: dict[str, str], needles: tuple[str, ...]) -> None:

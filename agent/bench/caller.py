@@ -86,7 +86,8 @@ class Caller:
         await pc.setLocalDescription(await pc.createOffer())
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as http:
             async with http.post(
-                f"{base_url}/api/offer", json={"sdp": pc.localDescription.sdp, "type": pc.localDescription.type}
+                f"{base_url}/api/offer",
+                json={"sdp": pc.localDescription.sdp, "type": pc.localDescription.type},
             ) as resp:
                 body = await resp.json()
                 if resp.status != 200:
@@ -114,7 +115,9 @@ class Caller:
 
     def messages(self, type_: str, **match: Any) -> list[Event]:
         return [
-            e for e in self.events if e.message.get("type") == type_ and all(e.message.get(k) == v for k, v in match.items())
+            e
+            for e in self.events
+            if e.message.get("type") == type_ and all(e.message.get(k) == v for k, v in match.items())
         ]
 
     async def wait_for(self, predicate: Any, timeout: float, what: str) -> None:

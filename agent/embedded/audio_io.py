@@ -93,7 +93,9 @@ class PeerAudioOutput(io.AudioOutput):
     async def capture_frame(self, frame: rtc.AudioFrame) -> None:
         await super().capture_frame(frame)
         if frame.sample_rate != SAMPLE_RATE or frame.num_channels != 1:
-            raise ValueError(f"expected {SAMPLE_RATE} Hz mono, got {frame.sample_rate} Hz x{frame.num_channels}")
+            raise ValueError(
+                f"expected {SAMPLE_RATE} Hz mono, got {frame.sample_rate} Hz x{frame.num_channels}"
+            )
         self._buf += frame.data.cast("b")
         self._captured += frame.duration
 

@@ -102,7 +102,9 @@ class PeerSession:
 
     def _close_if_not_connected(self) -> None:
         if self.pc.connectionState in ("new", "connecting"):
-            logger.warning("session %s: peer did not connect within %.0f s", self.id, self._settings.connect_timeout)
+            logger.warning(
+                "session %s: peer did not connect within %.0f s", self.id, self._settings.connect_timeout
+            )
             self.close()
 
     def _on_connection_state(self) -> None:

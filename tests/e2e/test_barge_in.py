@@ -3,11 +3,10 @@ the reply; a short noise burst with no words is a false interruption and the age
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
-
-import dataclasses
 
 import numpy as np
 import pytest
@@ -22,8 +21,17 @@ from tests.speech import speak
 
 logger = logging.getLogger(__name__)
 
-LONG_REPLY = " ".join(f"Here is sentence number {i} of a very long story that keeps on going." for i in range(1, 25))
+LONG_REPLY = " ".join(
+    f"Here is sentence number {i} of a very long story that keeps on going." for i in range(1, 25)
+)
 QUIET_BOUND = 3.0  # generous: VAD needs min_interruption_duration (0.5 s) of speech, plus jitter buffers
+
+
+async def ask_for_a_long_story(caller: Caller, clips_dir: Path) -> None:
+    """Ask, then wait until the agent's (long) answer is audible at the caller."""
+    await caller.silence(0.5)
+    spoke_until = await caller.say(speak("Please tell me a long story.", clips_dir))
+    await caller.wait_for(lambda: caller.first_audio_after(spoke_until), 90, "the agent to start speaking")
 
 
 async def test_talking_over_the_agent_stops_it(
@@ -34,9 +42,7 @@ async def test_talking_over_the_agent_stops_it(
     url = await start_agent()
     caller = await Caller.connect(url)
     try:
-        await caller.silence(0.5)
-        spoke_until = await caller.say(speak("Please tell me a long story.", clips_dir))
-        await caller.wait_for(lambda: caller.first_audio_after(spoke_until), 90, "the agent to start speaking")
+        await ask_for_a_long_story(caller, clips_dir)
         await caller.silence(1.0)
 
         stop = speak("Stop, stop. Wait a moment please.", clips_dir)
@@ -48,7 +54,9 @@ async def test_talking_over_the_agent_stops_it(
         assert first.tokens_sent < len(LONG_REPLY.split())
 
         await caller.wait_for(
-            lambda: caller.messages("transcript", role="agent", final=True, interrupted=True), 30, "interrupted reply"
+            lambda: caller.messages("transcript", role="agent", final=True, interrupted=True),
+            30,
+            "interrupted reply",
         )
         await caller.silence(QUIET_BOUND + 1.0)
 
@@ -73,9 +81,7 @@ async def test_a_burst_without_words_is_a_false_interruption(
     url = await start_agent(false_interruption_timeout=2.0)
     caller = await Caller.connect(url)
     try:
-        await caller.silence(0.5)
-        spoke_until = await caller.say(speak("Please tell me a long story.", clips_dir))
-        await caller.wait_for(lambda: caller.first_audio_after(spoke_until), 90, "the agent to start speaking")
+        await ask_for_a_long_story(caller, clips_dir)
         await caller.silence(1.5)
 
         # A cough or a door: voiced enough for the VAD, but a real ASR finds no words in it. The synthetic

@@ -31,7 +31,9 @@ async def test_caller_hears_the_agent_answer(
 
         await llm_server.wait_for_requests(1, timeout=60)
         await caller.wait_for(lambda: caller.first_audio_after(spoke_until), 90, "agent audio")
-        await caller.wait_for(lambda: caller.messages("transcript", role="agent", final=True), 60, "final agent text")
+        await caller.wait_for(
+            lambda: caller.messages("transcript", role="agent", final=True), 60, "final agent text"
+        )
 
         # Preemptive generation may send a request per partial transcript; the last one holds the whole turn.
         user_finals = [e.message["text"] for e in caller.messages("transcript", role="user", final=True)]
@@ -41,8 +43,11 @@ async def test_caller_hears_the_agent_answer(
         assert answered.body["stream"] is True
 
         voice_to_voice = caller.first_audio_after(spoke_until) - spoke_until  # type: ignore[operator]
-        logger.info("voice-to-voice (end of user speech -> first agent audio at the caller): %.0f ms; turn: %s",
-                    voice_to_voice * 1000, [e.message for e in caller.messages("metrics")])
+        logger.info(
+            "voice-to-voice (end of user speech -> first agent audio at the caller): %.0f ms; turn: %s",
+            voice_to_voice * 1000,
+            [e.message for e in caller.messages("metrics")],
+        )
         loud = [lvl for at, lvl in caller.audio if at > spoke_until and lvl >= 200]
         assert len(loud) >= 5, "several 20 ms frames of agent speech arrived"
 
@@ -68,7 +73,9 @@ async def test_two_callers_get_their_own_sessions(
         await llm_server.wait_for_requests(2, timeout=90)
         for caller, t in zip(callers, spoke, strict=True):
             await caller.wait_for(lambda c=caller, t=t: c.first_audio_after(t - 0.5), 120, "agent audio")
-        assert all(len(r.user_texts) == 1 for r in llm_server.requests), "each session has its own chat history"
+        assert all(len(r.user_texts) == 1 for r in llm_server.requests), (
+            "each session has its own chat history"
+        )
     finally:
         for caller in callers:
             await caller.close()

@@ -26,8 +26,12 @@ async def test_session_survives_a_failed_turn(
 
         llm_server.failures = 0
         spoke_until = await caller.say(speak("Hello again, are you there now?", clips_dir))
-        await caller.wait_for(lambda: caller.first_audio_after(spoke_until), 90, "the agent to answer the next turn")
+        await caller.wait_for(
+            lambda: caller.first_audio_after(spoke_until), 90, "the agent to answer the next turn"
+        )
         assert llm_server.requests, "the second turn reached the LLM"
-        await caller.wait_for(lambda: caller.messages("transcript", role="agent", final=True), 60, "the reply text")
+        await caller.wait_for(
+            lambda: caller.messages("transcript", role="agent", final=True), 60, "the reply text"
+        )
     finally:
         await caller.close()

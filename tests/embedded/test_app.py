@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+
 import aiohttp
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
@@ -10,7 +11,6 @@ from aiortc.mediastreams import AudioStreamTrack
 
 from agent.bench.caller import Caller
 from tests.conftest import StartServer
-
 
 _NO_ICE_SDP = (
     "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
@@ -55,7 +55,10 @@ async def test_serves_the_web_page(start_agent: StartServer) -> None:
         ({"json": {"sdp": "v=0", "type": "answer"}}, '"type" must be "offer"'),
         ({"json": {"type": "offer"}}, '"sdp" must be'),
         ({"json": {"sdp": "this is not sdp", "type": "offer"}}, "no audio track"),
-        ({"json": {"sdp": "v=0\r\nm=audio notaport UDP/TLS/RTP/SAVPF 111\r\n", "type": "offer"}}, "invalid SDP offer"),
+        (
+            {"json": {"sdp": "v=0\r\nm=audio notaport UDP/TLS/RTP/SAVPF 111\r\n", "type": "offer"}},
+            "invalid SDP offer",
+        ),
         ({"json": {"sdp": _NO_ICE_SDP, "type": "offer"}}, "invalid SDP offer: ICE"),
     ],
 )

@@ -87,7 +87,9 @@ class ScriptedLLMServer:
         body = await request.json()
         if self.failed < self.failures:
             self.failed += 1
-            return web.json_response({"error": {"message": "scripted failure", "type": "server_error"}}, status=500)
+            return web.json_response(
+                {"error": {"message": "scripted failure", "type": "server_error"}}, status=500
+            )
         reply = self.replies[min(len(self.requests), len(self.replies) - 1)]
         rec = RecordedRequest(body=body, reply=reply, started_at=time.monotonic())
         self.requests.append(rec)
@@ -99,7 +101,11 @@ class ScriptedLLMServer:
                 await resp.write(_sse(_chunk(body, {"role": "assistant", "content": token})))
                 rec.tokens_sent += 1
                 await asyncio.sleep(1.0 / self.tokens_per_second)
-            usage = {"prompt_tokens": 10, "completion_tokens": rec.tokens_sent, "total_tokens": 10 + rec.tokens_sent}
+            usage = {
+                "prompt_tokens": 10,
+                "completion_tokens": rec.tokens_sent,
+                "total_tokens": 10 + rec.tokens_sent,
+            }
             await resp.write(_sse(_chunk(body, None, usage=usage)))
             await resp.write(b"data: [DONE]\n\n")
             rec.completed = True
@@ -111,7 +117,9 @@ class ScriptedLLMServer:
         return resp
 
 
-def _chunk(body: dict[str, Any], delta: dict[str, Any] | None, usage: dict[str, int] | None = None) -> dict[str, Any]:
+def _chunk(
+    body: dict[str, Any], delta: dict[str, Any] | None, usage: dict[str, int] | None = None
+) -> dict[str, Any]:
     choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": None}]
     out: dict[str, Any] = {
         "id": "chatcmpl-scripted",

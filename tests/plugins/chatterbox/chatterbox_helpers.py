@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import pytest
 from chatterbox.tts import punc_norm
+from livekit.plugins import chatterbox
 from livekit.plugins.chatterbox import synthetic
 
 
@@ -17,3 +21,19 @@ def frame_energies(pcm: np.ndarray, sample_rate: int = 24000) -> np.ndarray:
     size = sample_rate // 50
     frames = pcm[: len(pcm) // size * size].reshape(-1, size)
     return np.abs(frames.astype(np.float32)).mean(axis=1)
+
+
+def fail_vocoder_once(engine: chatterbox.ChatterboxEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine's next S3Gen call raises "vocoder exploded"; later calls work."""
+    s3gen = engine.model.tts.s3gen
+    real_inference = s3gen.inference
+    calls = 0
+
+    def fail_once(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("vocoder exploded")
+        return real_inference(*args, **kwargs)
+
+    monkeypatch.setattr(s3gen, "inference", fail_once)

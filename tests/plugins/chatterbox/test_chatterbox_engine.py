@@ -9,8 +9,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from chatterbox_helpers import expected_seconds, frame_energies
+from chatterbox_helpers import expected_seconds, fail_vocoder_once, frame_energies
 from livekit.plugins import chatterbox
+
+from tests.loop_probe import LoopLagProbe
 
 
 async def collect(handle: chatterbox.SynthesisHandle) -> np.ndarray:
@@ -37,25 +39,14 @@ async def test_audio_length_follows_text_length(engine: chatterbox.ChatterboxEng
 
 
 async def test_event_loop_stays_free_during_synthesis(engine: chatterbox.ChatterboxEngine) -> None:
-    gaps: list[float] = []
-
-    async def ticker() -> None:
-        last = time.perf_counter()
-        while True:
-            await asyncio.sleep(0.01)
-            now = time.perf_counter()
-            gaps.append(now - last)
-            last = now
-
-    task = asyncio.create_task(ticker())
-    start = time.perf_counter()
-    pcm = await collect(engine.synthesize("The loop keeps ticking while this is spoken."))
-    took = time.perf_counter() - start
-    task.cancel()
+    async with LoopLagProbe() as probe:
+        start = time.perf_counter()
+        pcm = await collect(engine.synthesize("The loop keeps ticking while this is spoken."))
+        took = time.perf_counter() - start
 
     assert len(pcm) > 0
     assert took > 1.0  # long enough that running it on the loop would show
-    assert max(gaps) < 0.5
+    assert probe.max_gap < 0.5
 
 
 async def test_cancel_stops_running_work_and_drops_queued_requests(
@@ -95,18 +86,7 @@ async def test_reference_voice_is_prepared_once(
 async def test_failure_is_reported_and_the_engine_keeps_serving(
     engine: chatterbox.ChatterboxEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    s3gen = engine.model.tts.s3gen
-    real_inference = s3gen.inference
-    calls = 0
-
-    def fail_once(*args: Any, **kwargs: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            raise RuntimeError("vocoder exploded")
-        return real_inference(*args, **kwargs)
-
-    monkeypatch.setattr(s3gen, "inference", fail_once)
+    fail_vocoder_once(engine, monkeypatch)
     failed_before = engine.stats.failed
     with pytest.raises(chatterbox.SynthesisError, match="vocoder exploded"):
         await collect(engine.synthesize("This one fails."))

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from chatterbox_helpers import expected_seconds, frame_energies
+from chatterbox_helpers import expected_seconds, fail_vocoder_once, frame_energies
 from livekit import rtc
 from livekit.agents import APIConnectOptions, APIError, tts
 from livekit.plugins import chatterbox
@@ -97,18 +97,7 @@ async def test_aclose_mid_reply_stops_engine_work_and_audio(engine: chatterbox.C
 async def test_engine_failure_is_an_api_error_and_the_next_reply_works(
     engine: chatterbox.ChatterboxEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    s3gen = engine.model.tts.s3gen
-    real_inference = s3gen.inference
-    calls = 0
-
-    def fail_once(*args: Any, **kwargs: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            raise RuntimeError("vocoder exploded")
-        return real_inference(*args, **kwargs)
-
-    monkeypatch.setattr(s3gen, "inference", fail_once)
+    fail_vocoder_once(engine, monkeypatch)
     plugin_tts = chatterbox.TTS(engine=engine)
     errors: list[tts.TTSError] = []
     plugin_tts.on("error", errors.append)

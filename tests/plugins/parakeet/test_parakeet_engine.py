@@ -14,6 +14,8 @@ from livekit.plugins.parakeet import models, synthetic
 from livekit.plugins.parakeet import synthetic_audio as sa
 from parakeet_helpers import words
 
+from tests.loop_probe import LoopLagProbe
+
 
 def slow_down(engine: parakeet.ParakeetEngine, monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
     """Make every forward pass take at least `seconds`, as a big model on a busy GPU would."""
@@ -71,23 +73,12 @@ async def test_concurrent_requests_are_batched_and_the_loop_stays_free(
     alone = [(await tiny_engine.transcribe(c)).text for c in clips]
     slow_down(tiny_engine, monkeypatch, 1.0)
 
-    gaps: list[float] = []
-
-    async def ticker() -> None:
-        last = time.perf_counter()
-        while True:
-            await asyncio.sleep(0.01)
-            now = time.perf_counter()
-            gaps.append(now - last)
-            last = now
-
-    tick = asyncio.create_task(ticker())
-    results = await asyncio.gather(*(tiny_engine.transcribe(c) for c in clips))
-    tick.cancel()
+    async with LoopLagProbe() as probe:
+        results = await asyncio.gather(*(tiny_engine.transcribe(c) for c in clips))
 
     assert [r.text for r in results] == alone  # padding in a batch does not change any transcript
     assert max(r.batch_size for r in results) > 1
-    assert len(gaps) > 50 and max(gaps) < 0.5  # each forward pass blocks for 1 s, but not the loop
+    assert len(probe.gaps) > 50 and probe.max_gap < 0.5  # each forward pass blocks for 1 s, but not the loop
 
 
 async def test_cancelled_request_is_dropped(
