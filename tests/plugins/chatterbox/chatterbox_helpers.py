@@ -24,9 +24,9 @@ def frame_energies(pcm: np.ndarray, sample_rate: int = 24000) -> np.ndarray:
 
 
 def fail_vocoder_once(engine: chatterbox.ChatterboxEngine, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The engine's next S3Gen call raises "vocoder exploded"; later calls work."""
-    s3gen = engine.model.tts.s3gen
-    real_inference = s3gen.inference
+    """The engine's next HiFT call raises "vocoder exploded"; later calls work."""
+    hift = engine.model.tts.s3gen.mel2wav
+    real_inference = hift.inference
     calls = 0
 
     def fail_once(*args: Any, **kwargs: Any) -> Any:
@@ -36,4 +36,4 @@ def fail_vocoder_once(engine: chatterbox.ChatterboxEngine, monkeypatch: pytest.M
             raise RuntimeError("vocoder exploded")
         return real_inference(*args, **kwargs)
 
-    monkeypatch.setattr(s3gen, "inference", fail_once)
+    monkeypatch.setattr(hift, "inference", fail_once)

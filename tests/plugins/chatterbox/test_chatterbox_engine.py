@@ -53,15 +53,19 @@ async def test_cancel_stops_running_work_and_drops_queued_requests(
     engine: chatterbox.ChatterboxEngine,
 ) -> None:
     before = engine.stats
-    running = engine.synthesize("This sentence is cancelled while it is being synthesized.")
-    queued = [engine.synthesize("Never started."), engine.synthesize("Never started either.")]
+    # one stream: the later sentences wait for the first
+    running = engine.synthesize("This sentence is cancelled while it is being synthesized.", stream="reply")
+    queued = [
+        engine.synthesize("Never started.", stream="reply"),
+        engine.synthesize("Never started either.", stream="reply"),
+    ]
     await wait_until(lambda: engine.stats.started > before.started)
     for handle in (running, *queued):
         handle.cancel()
     for handle in (running, *queued):
         assert len(await collect(handle)) == 0
 
-    # the engine is FIFO: once a later request is done, the cancelled ones have been dealt with
+    # the worker drops cancelled work before each step: once a later request is done, it has been dropped
     assert len(await collect(engine.synthesize("Done."))) > 0
     after = engine.stats
     assert after.started - before.started == 2

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -11,6 +13,7 @@ from chatterbox_helpers import expected_seconds, fail_vocoder_once, frame_energi
 from livekit import rtc
 from livekit.agents import APIConnectOptions, APIError, tts
 from livekit.plugins import chatterbox
+from livekit.plugins.chatterbox import decoding
 
 NO_RETRY = APIConnectOptions(max_retry=0)
 
@@ -85,7 +88,8 @@ async def test_aclose_mid_reply_stops_engine_work_and_audio(engine: chatterbox.C
     at_close = engine.stats
     assert [event async for event in stream] == []
 
-    # the engine is FIFO: once a later request is done, the reply's remaining sentences have been dealt with
+    # the worker drops cancelled work before each step: once a later request is done, the reply's remaining
+    # sentences have been dealt with
     assert len(b"".join([c async for c in engine.synthesize("Done.")])) > 0
     after = engine.stats
     assert after.submitted - before.submitted == 5  # four sentences and "Done."
@@ -125,3 +129,48 @@ async def test_prewarm_loads_the_shared_engine(engine: chatterbox.ChatterboxEngi
     frames = [event.frame async for event in plugin_tts.synthesize("Prewarmed.")]
     assert len(pcm_of(frames)) > 0
     assert engine.stats.submitted == submitted + 1
+
+
+async def test_text_is_normalized_for_speech_unless_disabled(
+    engine: chatterbox.ChatterboxEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts = record_texts(engine, monkeypatch)
+    async for _ in chatterbox.TTS(engine=engine).synthesize("Only $5 🙂"):
+        pass
+    async for _ in chatterbox.TTS(engine=engine, normalize_text=False).synthesize("Only 5%"):
+        pass
+    assert texts == ["Only five dollars", "Only 5%"]
+
+
+async def test_a_reply_with_nothing_to_say_is_a_moment_of_silence(
+    engine: chatterbox.ChatterboxEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts = record_texts(engine, monkeypatch)
+    frames = [
+        event.frame async for event in chatterbox.TTS(engine=engine).synthesize("👍", conn_options=NO_RETRY)
+    ]
+    assert texts == []
+    pcm = pcm_of(frames)
+    assert 0 < len(pcm) <= 24000 // 50 + 2400 and not pcm.any()  # silence (+ end-of-segment padding)
+
+
+async def test_first_frame_is_pushed_before_the_sentence_is_synthesized(
+    engine: chatterbox.ChatterboxEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    t3_done: list[float] = []
+    speech_tokens = decoding.speech_tokens
+
+    def timed(*args: Any, **kwargs: Any) -> Iterator[int]:
+        yield from speech_tokens(*args, **kwargs)
+        t3_done.append(time.monotonic())
+
+    monkeypatch.setattr(decoding, "speech_tokens", timed)
+    stream = chatterbox.TTS(engine=engine, chunk_tokens=(20,)).stream()
+    stream.push_text("This single sentence is long enough for four chunks.")
+    stream.end_input()
+    frame_times = [time.monotonic() async for _ in stream]
+    await stream.aclose()
+
+    assert len(t3_done) == 1
+    # the sentence's T3 ends a few chunk steps (seconds of CPU) after its first chunk was pushed
+    assert frame_times[0] < t3_done[0]

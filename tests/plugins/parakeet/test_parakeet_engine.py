@@ -50,11 +50,17 @@ async def test_transcribes_speech_deterministically(tiny_engine: parakeet.Parake
     assert first.audio_duration == pytest.approx(2.1)
 
 
-async def test_word_count_follows_audio_length(tiny_engine: parakeet.ParakeetEngine) -> None:
-    # synthetic models emit one word per 4 encoder frames (320 ms), whatever the audio
+async def test_words_for_sound_and_none_for_silence(tiny_engine: parakeet.ParakeetEngine) -> None:
+    # synthetic models say one word per 4 encoder frames (320 ms) of sound, and nothing in digital silence
+    rng = np.random.default_rng(0)
     for seconds in (0.5, 1.0, 3.0):
-        result = await tiny_engine.transcribe(np.zeros(int(seconds * 16000), np.float32))
-        assert len(words(result.text)) == int(np.ceil(seconds / 0.08 / 4))
+        noise = (0.1 * rng.standard_normal(int(seconds * 16000))).astype(np.float32)
+        assert len(words((await tiny_engine.transcribe(noise)).text)) == int(np.ceil(seconds / 0.32))
+        silence = await tiny_engine.transcribe(np.zeros(int(seconds * 16000), np.float32))
+        assert silence.text == "" and silence.confidence == 0.0
+    # 1 s of sound between 1 s silences: about 1 s worth of words, not 3 s
+    padded = sa.pad((0.1 * rng.standard_normal(16000)).astype(np.float32), before=1.0, after=1.0)
+    assert 3 <= len(words((await tiny_engine.transcribe(padded)).text)) <= 5
 
 
 async def test_empty_and_very_short_input(tiny_engine: parakeet.ParakeetEngine) -> None:

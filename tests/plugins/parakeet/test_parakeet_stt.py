@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from livekit import rtc
 from livekit.agents import APIConnectionError, APIConnectOptions, APIError, Plugin, stt
 from livekit.plugins import parakeet, silero
 from livekit.plugins.parakeet import models, synthetic
@@ -25,7 +26,8 @@ def tiny_stt(tiny_engine: parakeet.ParakeetEngine) -> parakeet.STT:
 
 def test_plugin_is_registered_and_described(tiny_stt: parakeet.STT) -> None:
     assert any(p.package == "livekit.plugins.parakeet" for p in Plugin.registered_plugins)
-    assert not tiny_stt.capabilities.streaming and not tiny_stt.capabilities.interim_results
+    caps = tiny_stt.capabilities
+    assert caps.streaming and caps.interim_results and caps.manual_flush and caps.offline_recognize
     assert tiny_stt.model == "synthetic-tiny"
     assert tiny_stt.provider == "nvidia-nemo-local"
 
@@ -149,3 +151,104 @@ async def test_prewarm_returns_at_once_and_logs_load_errors(
                 break
             await asyncio.sleep(0.05)
     assert "STT prewarm failed" in caplog.records[0].getMessage()
+
+
+# -- streaming ---------------------------------------------------------------------------------------------
+
+Kind = stt.SpeechEventType
+
+
+async def stream_events(
+    stream: stt.RecognizeStream, segments: list[rtc.AudioFrame], *, settle: float = 0.0
+) -> list[stt.SpeechEvent]:
+    """Push each segment in 20 ms frames followed by a flush, then end the input; all events."""
+    for segment in segments:
+        for frame in split_frames(segment):
+            stream.push_frame(frame)
+        if settle:
+            await asyncio.sleep(settle)  # lets the engine step through the audio before the flush
+        stream.flush()
+    stream.end_input()
+    return [ev async for ev in stream]
+
+
+async def test_stream_events_per_segment(tiny_stt: parakeet.STT) -> None:
+    speech = sa.pad(sa.speech_like(2.0, seed=4), before=0.3, after=0.4)
+    offline = (await tiny_stt.recognize(to_frame(speech))).alternatives[0].text
+    async with tiny_stt.stream() as stream:
+        events = await stream_events(
+            stream, [to_frame(speech), to_frame(np.zeros(16000, np.float32))], settle=1.0
+        )
+
+    kinds = [ev.type for ev in events]
+    interims = [i for i, k in enumerate(kinds) if k == Kind.INTERIM_TRANSCRIPT]
+    assert kinds[0] == Kind.START_OF_SPEECH and interims and interims[0] == 1
+    assert kinds[interims[-1] + 1 :] == [
+        Kind.FINAL_TRANSCRIPT, Kind.END_OF_SPEECH, Kind.RECOGNITION_USAGE,  # the speech
+        Kind.FINAL_TRANSCRIPT, Kind.RECOGNITION_USAGE,  # the silence: no words, no speech events
+        Kind.FINAL_TRANSCRIPT, Kind.RECOGNITION_USAGE,  # end_input flushes an empty segment
+    ]  # fmt: skip
+    finals = [ev.alternatives[0] for ev in events if ev.type == Kind.FINAL_TRANSCRIPT]
+    assert [f.text for f in finals] == [offline, "", ""]
+    assert finals[0].language == "en" and 0.0 < finals[0].confidence <= 1.0
+    assert finals[0].end_time == pytest.approx(2.7, abs=0.01)
+    assert finals[1].start_time == pytest.approx(2.7, abs=0.01)
+    usage = [ev.recognition_usage for ev in events if ev.type == Kind.RECOGNITION_USAGE]
+    assert [u.audio_duration for u in usage if u] == pytest.approx([2.7, 1.0, 0.0], abs=0.01)
+    request_ids = {ev.request_id for ev in events[: kinds.index(Kind.RECOGNITION_USAGE) + 1]}
+    assert len(request_ids) == 1  # one id per segment
+
+
+async def test_stream_resamples_and_downmixes(tiny_stt: parakeet.STT) -> None:
+    reference = (await tiny_stt.recognize(to_frame(SPEECH))).alternatives[0].text
+    mono48 = resample(SPEECH, 48000)
+    stereo = np.stack([np.zeros_like(mono48), mono48 * 1.9], axis=1)  # speech in the right channel only
+    async with tiny_stt.stream() as stream:
+        stream.push_frame(to_frame(np.zeros((0, 2), np.float32), 48000, 2))  # empty frames are ignored
+        events = await stream_events(stream, [to_frame(stereo, 48000, 2)])
+    final = next(ev for ev in events if ev.type == Kind.FINAL_TRANSCRIPT).alternatives[0]
+    # resampling shifts samples a little: the word count is what the synthetic model's transcript carries
+    assert len(words(final.text)) == pytest.approx(len(words(reference)), abs=1)
+    assert set(words(final.text)) == {synthetic.SYNTHETIC_WORD}
+    assert final.end_time == pytest.approx(2.1, abs=0.02)
+
+
+async def test_stream_step_failure_is_a_retryable_api_error(
+    tiny_engine: parakeet.ParakeetEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def boom(inputs: list[object]) -> list[object]:
+        raise RuntimeError("kernel exploded")
+
+    monkeypatch.setattr(tiny_engine, "_run_step", boom)
+    stream = parakeet.STT(engine=tiny_engine).stream(conn_options=NO_RETRY)
+    with pytest.raises(APIError, match="kernel exploded") as err:
+        await stream_events(stream, [to_frame(SPEECH)])
+    assert err.value.retryable
+    await stream.aclose()
+    assert tiny_engine.active_streams == 0
+
+
+async def test_closing_a_stream_frees_its_engine_slot(tiny_engine: parakeet.ParakeetEngine) -> None:
+    stream = parakeet.STT(engine=tiny_engine).stream()
+    for frame in split_frames(to_frame(SPEECH)):
+        stream.push_frame(frame)
+    for _ in range(200):
+        if tiny_engine.active_streams:
+            break
+        await asyncio.sleep(0.01)
+    assert tiny_engine.active_streams == 1
+    await stream.aclose()
+    assert tiny_engine.active_streams == 0
+
+
+async def test_stream_on_a_closed_engine_is_a_non_retryable_connection_error(tiny_nemo: Path) -> None:
+    engine = parakeet.ParakeetEngine(
+        models.load_asr_model(str(tiny_nemo), torch.device("cpu")),
+        model_name="private",
+        device=torch.device("cpu"),
+    )
+    engine.close()
+    stream = parakeet.STT(engine=engine).stream(conn_options=NO_RETRY)
+    with pytest.raises(APIConnectionError, match="closed") as err:
+        await stream_events(stream, [to_frame(SPEECH)])
+    assert not err.value.retryable

@@ -7,13 +7,22 @@ instances are lightweight per-session front ends. See the README for installatio
 
 from livekit.agents import Plugin
 
-from .engine import ChatterboxEngine, EngineStats, SynthesisError, SynthesisHandle, load_engine
+from .engine import (
+    DEFAULT_CHUNK_TOKENS,
+    ChatterboxEngine,
+    EngineStats,
+    SynthesisError,
+    SynthesisHandle,
+    load_engine,
+)
 from .log import logger
 from .models import ModelLoadError
+from .normalize import normalize_for_speech
 from .tts import TTS, SynthesizeStream
 from .version import __version__
 
 __all__ = [
+    "DEFAULT_CHUNK_TOKENS",
     "TTS",
     "ChatterboxEngine",
     "EngineStats",
@@ -23,6 +32,7 @@ __all__ = [
     "SynthesizeStream",
     "__version__",
     "load_engine",
+    "normalize_for_speech",
 ]
 
 

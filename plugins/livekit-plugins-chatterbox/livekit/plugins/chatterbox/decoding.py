@@ -2,7 +2,7 @@
 
 Same maths as chatterbox 0.1.7's T3.inference (original model: CFG, learned positions, repetition penalty,
 temperature, min-p, top-p) and T3.inference_turbo (no CFG: temperature, top-k, top-p, repetition penalty), as
-a generator so the caller can stop between tokens (cancellation) and, later, vocode chunks while decoding.
+a generator so the caller can stop between tokens (cancellation) and vocode chunks while decoding.
 Differences from upstream: cfg_weight=0 runs one row instead of crashing, attention runs through SDPA
 (upstream asks for attention maps, which forces the eager kernels), and logits are processed in float32
 whatever T3's dtype.

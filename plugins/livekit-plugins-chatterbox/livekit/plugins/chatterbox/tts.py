@@ -3,14 +3,23 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from livekit.agents import APIConnectOptions, APIError, tokenize, tts, utils
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS
 
 from .chunking import ReplyChunker, default_sentence_tokenizer
-from .engine import SAMPLE_RATE, ChatterboxEngine, SynthesisError, SynthesisHandle, load_engine
+from .engine import (
+    DEFAULT_CHUNK_TOKENS,
+    SAMPLE_RATE,
+    ChatterboxEngine,
+    SynthesisError,
+    SynthesisHandle,
+    load_engine,
+)
 from .models import DEFAULT_MODEL, ModelLoadError
+from .normalize import normalize_for_speech
 
 
 @dataclass
@@ -25,6 +34,8 @@ class _TTSOptions:
     temperature: float
     first_fragment_min_words: int
     sentence_tokenizer: tokenize.SentenceTokenizer
+    chunk_tokens: tuple[int, ...]
+    normalize_text: bool
 
 
 class TTS(tts.TTS):
@@ -42,8 +53,10 @@ class TTS(tts.TTS):
         engine: ChatterboxEngine | None = None,
         first_fragment_min_words: int = 4,
         sentence_tokenizer: tokenize.SentenceTokenizer | None = None,
+        chunk_tokens: Sequence[int] = DEFAULT_CHUNK_TOKENS,
+        normalize_text: bool = True,
     ) -> None:
-        """Local Resemble AI Chatterbox TTS, 24 kHz mono, streamed sentence by sentence.
+        """Local Resemble AI Chatterbox TTS, 24 kHz mono, streamed chunk by chunk.
 
         Cheap to create (one per session): the model lives in a ChatterboxEngine shared by the process,
         loaded on first use or by prewarm() (see load_engine for model, device and dtype). Pass `engine` to use
@@ -58,12 +71,18 @@ class TTS(tts.TTS):
             first_fragment_min_words: the first unit of a reply may end at a comma, semicolon or colon
                 after at least this many words, so speech starts sooner; 0 waits for a whole sentence.
             sentence_tokenizer: livekit sentence tokenizer for the rest of the reply.
+            chunk_tokens: speech tokens (40 ms each) per vocoded chunk of a unit: the first chunk's size, the
+                second's, ... (the last repeats). A small first chunk gives early first audio.
+            normalize_text: speak markdown, emoji, numbers, money, units, abbreviations and URLs sensibly
+                (normalize.normalize_for_speech); the transcript keeps the original text.
         """
         super().__init__(
             capabilities=tts.TTSCapabilities(streaming=True), sample_rate=SAMPLE_RATE, num_channels=1
         )
         if temperature <= 0.0:
             raise ValueError("temperature must be positive")
+        if not chunk_tokens or min(chunk_tokens) < 1:
+            raise ValueError("chunk_tokens must be positive token counts")
         self._opts = _TTSOptions(
             model=engine.model_name if engine is not None else model,
             device=device,
@@ -75,6 +94,8 @@ class TTS(tts.TTS):
             temperature=temperature,
             first_fragment_min_words=first_fragment_min_words,
             sentence_tokenizer=sentence_tokenizer or default_sentence_tokenizer(),
+            chunk_tokens=tuple(chunk_tokens),
+            normalize_text=normalize_text,
         )
         self._load_lock = threading.Lock()
         self._engine_load: concurrent.futures.Future[ChatterboxEngine] | None = None
@@ -137,8 +158,9 @@ class SynthesizeStream(tts.SynthesizeStream):
         self._opts = tts._opts
 
     async def _run(self, output_emitter: tts.AudioEmitter) -> None:
+        request_id = utils.shortuuid()
         output_emitter.initialize(
-            request_id=utils.shortuuid(),
+            request_id=request_id,
             sample_rate=SAMPLE_RATE,
             num_channels=1,
             mime_type="audio/pcm",
@@ -160,7 +182,10 @@ class SynthesizeStream(tts.SynthesizeStream):
 
         async def _submit() -> None:
             # every unit is queued on the engine as soon as it is known: no gap between sentences
-            async for text in chunker:
+            async for unit in chunker:
+                text = normalize_for_speech(unit) if self._opts.normalize_text else unit
+                if not text:
+                    continue  # nothing to say: markup or emoji only
                 self._mark_started()
                 handle = engine.synthesize(
                     text,
@@ -169,6 +194,8 @@ class SynthesizeStream(tts.SynthesizeStream):
                     cfg_weight=self._opts.cfg_weight,
                     temperature=self._opts.temperature,
                     watermark=self._opts.watermark,
+                    chunk_tokens=self._opts.chunk_tokens,
+                    stream=request_id,  # the reply's units in order; other replies take turns with them
                 )
                 submitted.append(handle)
                 handles.put_nowait(handle)
@@ -187,6 +214,9 @@ class SynthesizeStream(tts.SynthesizeStream):
         ]
         try:
             await asyncio.gather(*tasks)
+            if not submitted:
+                # nothing speakable (markup or emoji only): livekit fails a reply without audio, so 20 ms of silence
+                output_emitter.push(bytes(SAMPLE_RATE // 50 * 2))
         except SynthesisError as e:
             raise APIError(str(e), retryable=True) from e
         finally:

@@ -6,17 +6,24 @@ cheap per-session handles on it. See README.md for real weights and the syntheti
 
 from livekit.agents import Plugin
 
-from .engine import EngineClosedError, ParakeetEngine, Transcript, load_engine
+from .engine import EngineClosedError, EngineStats, EngineStream, ParakeetEngine, Transcript, load_engine
 from .log import logger
 from .models import ModelLoadError
-from .stt import STT
+from .streaming import StreamingConfig, StreamStats, StreamUpdate
+from .stt import STT, SpeechStream
 from .version import __version__
 
 __all__ = [
     "STT",
     "EngineClosedError",
+    "EngineStats",
+    "EngineStream",
     "ModelLoadError",
     "ParakeetEngine",
+    "SpeechStream",
+    "StreamStats",
+    "StreamUpdate",
+    "StreamingConfig",
     "Transcript",
     "__version__",
     "load_engine",

@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,12 +18,16 @@ from livekit.agents import (
     LanguageCode,
     NotGivenOr,
     stt,
+    utils,
 )
 from livekit.agents.utils import AudioBuffer, is_given, shortuuid
 
 from .engine import EngineClosedError, ParakeetEngine, load_engine
 from .log import logger
 from .models import DEFAULT_MODEL, ModelLoadError
+from .streaming import StreamingConfig, StreamUpdate
+
+SAMPLE_RATE = 16000  # every Parakeet checkpoint; streams resample their input to it
 
 
 @dataclass
@@ -31,6 +36,7 @@ class _STTOptions:
     device: str
     dtype: str
     language: str
+    streaming: StreamingConfig | None
 
 
 class STT(stt.STT):
@@ -41,12 +47,15 @@ class STT(stt.STT):
         device: str = "auto",
         dtype: str = "float32",
         language: str = "en",
+        streaming: StreamingConfig | None = None,
         engine: ParakeetEngine | None = None,
     ) -> None:
-        """Local NVIDIA Parakeet (NeMo) speech-to-text on VAD-segmented utterances.
+        """Local NVIDIA Parakeet (NeMo) speech-to-text, streaming: interim transcripts while the user speaks,
+        and a final one right after each flush (the session flushes at VAD end of speech, `manual_flush`).
 
         Cheap to create (one per session): the model lives in a `ParakeetEngine` shared by every STT with the
-        same (model, device, dtype), loaded on `prewarm()` or on the first recognition.
+        same (model, device, dtype), loaded on `prewarm()` or on the first recognition; the engine batches
+        the chunks of all live streams into shared steps. `recognize()` transcribes a whole buffer at once.
 
         Args:
             model: a Hugging Face name, a path to a ``.nemo`` file, or ``synthetic-tiny`` / ``synthetic-full``
@@ -54,10 +63,15 @@ class STT(stt.STT):
             device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
             dtype: ``float32``, ``bfloat16`` or ``float16`` (reduced precision applies on CUDA only).
             language: language reported on transcripts (Parakeet v2 is English-only; v3 detects the language).
+            streaming: left/chunk/right windows of streams; default: the engine's (`StreamingConfig()`).
             engine: an already loaded engine; `model`, `device` and `dtype` are then ignored.
         """
-        super().__init__(capabilities=stt.STTCapabilities(streaming=False, interim_results=False))
-        self._opts = _STTOptions(model=model, device=device, dtype=dtype, language=language)
+        super().__init__(
+            capabilities=stt.STTCapabilities(streaming=True, interim_results=True, manual_flush=True)
+        )
+        self._opts = _STTOptions(
+            model=model, device=device, dtype=dtype, language=language, streaming=streaming
+        )
         self._engine = engine
         self._shared_engine: ParakeetEngine | None = None
 
@@ -92,6 +106,18 @@ class STT(stt.STT):
             except ModelLoadError as e:
                 raise APIConnectionError(str(e), retryable=False) from e
         return self._shared_engine
+
+    def stream(
+        self,
+        *,
+        language: NotGivenOr[str] = NOT_GIVEN,
+        conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
+    ) -> SpeechStream:
+        return SpeechStream(
+            stt=self,
+            language=language if is_given(language) else self._opts.language,
+            conn_options=conn_options,
+        )
 
     async def _recognize_impl(
         self,
@@ -130,6 +156,115 @@ class STT(stt.STT):
                 )
             ],
         )
+
+
+class SpeechStream(stt.RecognizeStream):
+    """One live stream on the shared engine. Events per segment (a flush ends one): START_OF_SPEECH with
+    the first words, INTERIM_TRANSCRIPT when a step changes the text, then FINAL_TRANSCRIPT (possibly
+    empty), END_OF_SPEECH if words were heard, and RECOGNITION_USAGE with the segment's audio duration."""
+
+    def __init__(self, *, stt: STT, language: str, conn_options: APIConnectOptions) -> None:
+        super().__init__(stt=stt, conn_options=conn_options, sample_rate=SAMPLE_RATE)
+        self._parakeet = stt
+        self._language = LanguageCode(language)
+        self._speaking = False
+        self._request_id = shortuuid()
+
+    def push_frame(self, frame: rtc.AudioFrame) -> None:
+        # the base class resamples mono only: downmix first
+        if frame.samples_per_channel == 0:
+            return
+        if frame.num_channels > 1:
+            pcm = np.frombuffer(frame.data, dtype=np.int16).reshape(-1, frame.num_channels)
+            mono = pcm.mean(axis=1).round().astype(np.int16)
+            frame = rtc.AudioFrame(mono.tobytes(), frame.sample_rate, 1, len(mono))
+        super().push_frame(frame)
+
+    async def _run(self) -> None:
+        self._speaking = False  # a retry starts a new engine stream, and a new segment
+        engine = await self._parakeet._engine_ready()
+        if engine.sample_rate != SAMPLE_RATE:
+            raise APIConnectionError(
+                f"STT model {engine.model_name!r} expects {engine.sample_rate} Hz audio; streaming needs "
+                f"{SAMPLE_RATE} Hz",
+                retryable=False,
+            )
+        loop = asyncio.get_running_loop()
+        updates: asyncio.Queue[StreamUpdate | BaseException | None] = asyncio.Queue()
+
+        def put(item: StreamUpdate | BaseException) -> None:  # called from the engine thread
+            loop.call_soon_threadsafe(updates.put_nowait, item)
+
+        try:
+            stream = engine.open_stream(put, put, self._parakeet._opts.streaming)
+        except EngineClosedError as e:
+            raise APIConnectionError(str(e), retryable=False) from e
+        flushes = 0
+
+        async def feed() -> None:
+            nonlocal flushes
+            try:
+                async for data in self._input_ch:
+                    if isinstance(data, self._FlushSentinel):
+                        flushes += 1
+                        stream.flush()
+                    else:
+                        stream.push(np.frombuffer(data.data, dtype=np.int16).astype(np.float32) / 32768.0)
+            except Exception as e:  # noqa: BLE001 - e.g. the engine closed under us: reported below
+                updates.put_nowait(e)
+            else:
+                updates.put_nowait(None)
+
+        feeder = asyncio.create_task(feed(), name="parakeet-stt-feed")
+        try:
+            input_ended = False
+            while not input_ended or flushes:
+                item = await updates.get()
+                if item is None:
+                    input_ended = True
+                elif isinstance(item, BaseException):
+                    raise _api_error(item)
+                else:
+                    self._emit(item)
+                    flushes -= item.final
+        finally:
+            stream.close()
+            await utils.aio.cancel_and_wait(feeder)
+
+    def _emit(self, update: StreamUpdate) -> None:
+        offset = self.start_time_offset
+        data = stt.SpeechData(
+            language=self._language,
+            text=update.text,
+            start_time=update.start_time + offset,
+            end_time=update.end_time + offset,
+            confidence=update.confidence,
+        )
+        if update.text and not self._speaking:
+            self._speaking = True
+            self._send(stt.SpeechEventType.START_OF_SPEECH)
+        if not update.final:
+            self._send(stt.SpeechEventType.INTERIM_TRANSCRIPT, alternatives=[data])
+            return
+        self._send(stt.SpeechEventType.FINAL_TRANSCRIPT, alternatives=[data])
+        if self._speaking:
+            self._speaking = False
+            self._send(stt.SpeechEventType.END_OF_SPEECH, speech_end_time=data.end_time)
+        self._send(
+            stt.SpeechEventType.RECOGNITION_USAGE,
+            recognition_usage=stt.RecognitionUsage(audio_duration=update.end_time - update.start_time),
+        )
+        self._request_id = shortuuid()
+
+    def _send(self, type: stt.SpeechEventType, **fields: Any) -> None:
+        self._event_ch.send_nowait(stt.SpeechEvent(type=type, request_id=self._request_id, **fields))
+
+
+def _api_error(e: BaseException) -> APIError:
+    if isinstance(e, EngineClosedError):
+        return APIConnectionError(str(e), retryable=False)
+    # the engine keeps serving other streams: a new stream (the framework's retry) can succeed
+    return APIError(f"local STT streaming failed: {e}", retryable=True)
 
 
 def _combine(buffer: AudioBuffer) -> rtc.AudioFrame | None:

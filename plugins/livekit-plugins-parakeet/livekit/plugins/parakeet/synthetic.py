@@ -1,16 +1,32 @@
 """Random-weight models with the architecture of nvidia/parakeet-tdt-0.6b-v2, built offline.
 
 NeMo `EncDecRNNTBPEModel`: FastConformer encoder (128 mels, dw_striding 8x subsampling), 2-layer LSTM
-prediction network and a TDT joint (durations 0..4), decoded greedily with label looping. Two sizes:
+prediction network and a TDT joint (durations 0..4), decoded greedily with label looping:
 
 * ``synthetic-tiny``: about 0.1M parameters, for tests on CPU.
 * ``synthetic-full``: the published 0.6b dimensions (same FLOPs as the real model), for GPU timing.
+* ``synthetic-tiny-cache-aware``: the tiny model with a cache-aware streaming encoder (causal subsampling
+  and convolutions, chunked_limited attention with look-aheads [70,1]/[70,6]/[70,0]). Only the joint is
+  wired as below: its live attention and convolutions exercise the streaming caches, and its words then
+  depend on context too (silence right after sound still says words).
 
-Random weights transcribe gibberish or nothing, so the joint's output layer is overwritten to always pick
-`SYNTHETIC_WORD` with duration 4: any audio, silence included, gives one word per 4 encoder frames
-(320 ms), e.g. ``"hello hello hello hello"`` for 1 s. Models are built on CPU with fixed seeds, saved as
-``.nemo`` files in a cache directory and loaded back through the same `ASRModel.restore_from` path as real
-checkpoints.
+Random weights transcribe gibberish or nothing, so a few weights of the parakeet-tdt models are set (the
+modules and FLOPs stay those of the real model) to make transcripts deterministic and meaningful for tests: every 4 encoder frames (320 ms)
+the model says `SYNTHETIC_WORD` if there is sound around that frame and nothing in (near-)digital silence,
+e.g. ``"hello hello hello"`` for 1 s of speech and ``""`` for 1 s of zeros.
+
+* Features are log(mel + 1), not normalised, and the subsampling convolutions have no bias: digital silence
+  stays all-zero through them, exactly like their zero padding, so every silent frame encodes to the same
+  vector c0, wherever it is.
+* The attention and convolution modules' output projections are zero: each layer is then local (residual +
+  feed-forward + norms), so a frame's encoding depends only on ~150 ms of audio around it. Buffered
+  streaming therefore reproduces offline transcripts exactly, and speech does not leak into silence.
+* The joint's encoder projection computes |W (enc - c0)| (two ReLU halves, W and -W), the output layer sums
+  it into the word's logit against a threshold calibrated on speech-like audio; the prediction network's
+  projection is zero and every step picks duration 4.
+
+Models are built on CPU with fixed seeds, saved as ``.nemo`` files in a cache directory and loaded back
+through the same `ASRModel.restore_from` path as real checkpoints.
 """
 
 from __future__ import annotations
@@ -34,10 +50,12 @@ if TYPE_CHECKING:
 
 SYNTHETIC_WORD = "hello"
 CACHE_DIR_ENV = "PARAKEET_CACHE_DIR"
-_RECIPE_VERSION = 1  # bump when a change makes previously cached models stale
+_RECIPE_VERSION = 2  # bump when a change makes previously cached models stale
 _DURATIONS = [0, 1, 2, 3, 4]
 _WORD_DURATION = 4  # encoder frames consumed by each emitted word
 _SAMPLE_RATE = 16000
+_THRESHOLD = 0.05  # a frame says the word when its distance from silence exceeds this share of speech's
+_LOGIT_SCALE = 40.0
 
 
 @dataclass(frozen=True)
@@ -50,6 +68,8 @@ class _Spec:
     pred_hidden: int
     joint_hidden: int
     vocab_size: int
+    cache_aware: bool = False
+    """a cache-aware streaming encoder (causal, chunked_limited attention) instead of parakeet-tdt's"""
 
 
 _SPECS = {
@@ -61,6 +81,12 @@ _SPECS = {
     "synthetic-full": _Spec(
         d_model=1024, n_layers=24, n_heads=8, ff_expansion=4, subsampling_channels=256,
         pred_hidden=640, joint_hidden=640, vocab_size=1024,
+    ),
+    # the tiny model with a cache-aware streaming encoder; its attention and convolutions stay live, so
+    # streaming exercises the encoder caches (tokens then also depend on context, deterministically)
+    "synthetic-tiny-cache-aware": _Spec(
+        d_model=32, n_layers=2, n_heads=2, ff_expansion=2, subsampling_channels=32,
+        pred_hidden=32, joint_hidden=32, vocab_size=64, cache_aware=True,
     ),
 }  # fmt: skip
 
@@ -109,7 +135,9 @@ def build_synthetic_model(name: str, workdir: Path) -> EncDecRNNTBPEModel:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = EncDecRNNTBPEModel(cfg=_model_config(spec, tok_dir), trainer=None).eval()
-        _force_word(model)
+        if not spec.cache_aware:
+            _make_local(model)
+        _wire_joint(model)
     return model
 
 
@@ -182,7 +210,7 @@ def _train_tokenizer(workdir: Path, vocab_size: int) -> Path:
 def _model_config(spec: _Spec, tok_dir: Path) -> DictConfig:
     from omegaconf import OmegaConf
 
-    return OmegaConf.create(
+    cfg = OmegaConf.create(
         {
             "sample_rate": _SAMPLE_RATE,
             "model_defaults": {
@@ -193,8 +221,9 @@ def _model_config(spec: _Spec, tok_dir: Path) -> DictConfig:
             "tokenizer": {"dir": str(tok_dir), "type": "bpe"},
             "preprocessor": {
                 "_target_": "nemo.collections.asr.modules.AudioToMelSpectrogramPreprocessor",
-                "sample_rate": _SAMPLE_RATE, "normalize": "per_feature", "window_size": 0.025,
+                "sample_rate": _SAMPLE_RATE, "normalize": "NA", "window_size": 0.025,
                 "window_stride": 0.01, "window": "hann", "features": 128, "n_fft": 512, "log": True,
+                "log_zero_guard_type": "add", "log_zero_guard_value": 1.0,
                 "frame_splicing": 1, "dither": 0.0, "pad_to": 0, "pad_value": 0.0,
             },
             "encoder": {
@@ -231,18 +260,59 @@ def _model_config(spec: _Spec, tok_dir: Path) -> DictConfig:
             "optim": None,
         }
     )  # fmt: skip
+    if spec.cache_aware:
+        cfg.encoder.update(
+            causal_downsampling=True, att_context_style="chunked_limited",
+            att_context_size=[[70, 1], [70, 6], [70, 0]], conv_context_size="causal", conv_norm_type="layer_norm",
+        )  # fmt: skip
+    return cfg
 
 
-def _force_word(model: EncDecRNNTBPEModel) -> None:
-    """The joint's last layer outputs [token logits (V), blank, duration logits (5)]; with zero weights and a
-    bias on the word and on duration 4, every decoding step emits the word and skips 4 frames."""
+def _make_local(model: EncDecRNNTBPEModel) -> None:
+    with torch.no_grad():
+        # without biases, silence stays exactly zero through the subsampling convolutions, like their padding
+        for conv in model.encoder.pre_encode.conv:
+            if isinstance(conv, torch.nn.Conv2d) and conv.bias is not None:
+                conv.bias.zero_()
+        for layer in model.encoder.layers:
+            for proj in (layer.self_attn.linear_out, layer.conv.pointwise_conv2):
+                proj.weight.zero_()
+                proj.bias.zero_()
+
+
+def _encode(model: EncDecRNNTBPEModel, audio: np.ndarray) -> torch.Tensor:
+    """Encoder output [T, D] of one clip."""
+    signal = torch.from_numpy(audio)[None]
+    encoded, _ = model(input_signal=signal, input_signal_length=torch.tensor([signal.shape[1]]))
+    return encoded[0].T
+
+
+def _wire_joint(model: EncDecRNNTBPEModel) -> None:
+    """The joint's last layer outputs [token logits (V), blank, duration logits (5)]."""
+    from .synthetic_audio import speech_like
+
     ids = model.tokenizer.text_to_ids(SYNTHETIC_WORD)
     if len(ids) != 1:
         raise RuntimeError(f"synthetic tokenizer split {SYNTHETIC_WORD!r} into {len(ids)} pieces")
     vocab = model.tokenizer.vocab_size
+    joint = model.joint
+    hidden = joint.enc.out_features // 2
     with torch.no_grad():
-        out = model.joint.joint_net[-1]
+        silence = _encode(model, np.zeros(_SAMPLE_RATE, np.float32))[5]
+        w = torch.nn.functional.normalize(torch.randn(hidden, silence.shape[0]), dim=1)
+        joint.enc.weight.zero_()
+        joint.enc.bias.zero_()
+        joint.enc.weight[:hidden], joint.enc.bias[:hidden] = w, -(w @ silence)
+        joint.enc.weight[hidden : 2 * hidden], joint.enc.bias[hidden : 2 * hidden] = -w, w @ silence
+        joint.pred.weight.zero_()
+        joint.pred.bias.zero_()
+        distance = (w @ (_encode(model, speech_like(2.0)) - silence).T).abs().sum(dim=0)
+        reference = float(distance.median())
+        out = joint.joint_net[-1]
         out.weight.zero_()
         out.bias.fill_(-10.0)
-        out.bias[ids[0]] = 10.0
+        out.bias[vocab] = 0.0  # blank
+        out.weight[ids[0], : 2 * hidden] = _LOGIT_SCALE / reference
+        out.bias[ids[0]] = -_LOGIT_SCALE * _THRESHOLD
+        out.bias[vocab + 1 : vocab + 1 + len(_DURATIONS)] = 0.0
         out.bias[vocab + 1 + _DURATIONS.index(_WORD_DURATION)] = 10.0

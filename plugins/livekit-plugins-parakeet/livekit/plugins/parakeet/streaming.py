@@ -1,0 +1,203 @@
+"""Buffered streaming for offline-trained transducers (parakeet-tdt/rnnt): the per-stream bookkeeping.
+
+Each engine step re-encodes a window ``[left | chunk | right]`` of a stream's audio and decodes only the
+chunk's encoder frames, carrying the label-looping decoder state from one chunk to the next; the right
+context improves the chunk's frames and is decoded again as part of the next chunk. A flush ends the
+segment: one last step over whatever audio is left (with no right context) gives the final transcript, and
+the next segment starts fresh, so a segment is transcribed like an offline utterance starting at its first
+sample. This module is pure bookkeeping (numpy, under the engine's lock); the torch work is in engine.py.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class StreamingConfig:
+    """Window sizes of buffered streaming, in seconds; each is rounded to whole encoder frames (80 ms for
+    Parakeet). Interim text lags the audio by about chunk + right; every step encodes left + chunk + right
+    seconds per stream, so compute per second of audio is about (left + chunk + right) / chunk times that of
+    one offline pass. The defaults suit conversation: turns rarely need more than a few seconds of history,
+    and a final costs one step over at most chunk + right seconds of new audio."""
+
+    left: float = 5.6
+    chunk: float = 0.48
+    right: float = 0.32
+
+    def __post_init__(self) -> None:
+        if self.left < 0 or self.right < 0 or self.chunk <= 0:
+            raise ValueError(f"invalid streaming windows {self}: left/right must be >= 0 and chunk > 0")
+
+
+@dataclass(frozen=True)
+class StreamUpdate:
+    """A transcript of the current segment: interim after a step that changed it, final after a flush."""
+
+    text: str
+    final: bool
+    confidence: float
+    """mean token confidence in [0, 1]; 0.0 when `text` is empty"""
+    start_time: float
+    """seconds since the stream opened where the segment starts"""
+    end_time: float
+    """seconds since the stream opened up to which audio was decoded"""
+    frames_encoded: int
+    """encoder frames computed for this segment so far, context windows included"""
+
+
+@dataclass
+class StreamStats:
+    steps: int = 0
+    frames_encoded: int = 0
+    segments: int = 0
+
+
+@dataclass(frozen=True)
+class StepInput:
+    """One stream's share of an engine step."""
+
+    audio: np.ndarray
+    """the window: float32 mono samples, left context first"""
+    skip_frames: int
+    """encoder frames of left context, encoded but not decoded"""
+    chunk_frames: int | None
+    """encoder frames to decode after the left context; None: all of them (final step, no right context)"""
+    decoder_state: Any
+    """the label-looping decoder state after the previous chunk; None at the start of a segment"""
+
+
+@dataclass(frozen=True)
+class StepOutput:
+    tokens: list[int]
+    confidences: list[float]
+    decoder_state: Any
+    frames_encoded: int
+    encoder_cache: Any = None
+    """cache-aware models: the stream's encoder caches after the step"""
+
+
+@dataclass
+class StreamState:
+    """Audio and decoder state of one stream; owned by the engine and only touched under its lock."""
+
+    frame_samples: int
+    left: int
+    chunk: int
+    right: int
+    pending: list[np.ndarray] = field(default_factory=list)
+    buffer: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    origin: int = 0
+    """absolute sample index of buffer[0]"""
+    received: int = 0
+    """absolute sample index of the end of the audio received"""
+    segment_start: int = 0
+    committed: int = 0
+    """absolute sample index up to which the segment is decoded"""
+    flushes: collections.deque[int] = field(default_factory=collections.deque)
+    decoder_state: Any = None
+    tokens: list[int] = field(default_factory=list)
+    confidences: list[float] = field(default_factory=list)
+    segment_frames: int = 0
+    inflight_end: int | None = None
+    """where the planned step ends; a flush that arrives while it runs waits for the next step"""
+    inflight_final: bool = False
+    served: int = 0
+    """engine step counter when the stream was last served (round-robin fairness)"""
+    stats: StreamStats = field(default_factory=StreamStats)
+
+    @classmethod
+    def create(cls, config: StreamingConfig, *, sample_rate: int, frame_seconds: float) -> StreamState:
+        frame = round(frame_seconds * sample_rate)
+
+        def frames(seconds: float) -> int:
+            return round(seconds / frame_seconds) * frame
+
+        return cls(frame, frames(config.left), max(frame, frames(config.chunk)), frames(config.right))
+
+    def push(self, pcm: np.ndarray) -> None:
+        if pcm.size:
+            self.pending.append(pcm)
+            self.received += pcm.size
+
+    def flush(self) -> None:
+        self.flushes.append(self.received)
+
+    @property
+    def flushing(self) -> bool:
+        return bool(self.flushes)
+
+    def ready(self) -> bool:
+        return self.flushing or self.received - self.committed >= self.chunk + self.right
+
+    def plan(self) -> StepInput | None:
+        """The next step, or None when the next thing to do is a final over an empty segment."""
+        final = self.flushes[0] if self.flushes else None
+        end = final if final is not None else self.committed + self.chunk + self.right
+        self.inflight_final = final is not None
+        self.inflight_end = final if final is not None else self.committed + self.chunk
+        if end == self.committed:
+            return None
+        start = max(self.segment_start, self.committed - self.left)
+        if self.pending:
+            self.buffer = np.concatenate([self.buffer, *self.pending])
+            self.pending.clear()
+        return StepInput(
+            audio=self.buffer[start - self.origin : end - self.origin].copy(),
+            skip_frames=(self.committed - start) // self.frame_samples,
+            chunk_frames=None if final is not None else self.chunk // self.frame_samples,
+            decoder_state=self.decoder_state,
+        )
+
+    def commit(
+        self, out: StepOutput | None, *, sample_rate: int, detokenize: Callable[[list[int]], str]
+    ) -> StreamUpdate | None:
+        """Apply a step's result (None: a final over an empty segment); returns the update to deliver."""
+        final, end = self.inflight_final, self.inflight_end
+        assert end is not None, "commit without plan"
+        self.inflight_end = None
+        changed = False
+        if out is not None:
+            self.stats.steps += 1
+            self.stats.frames_encoded += out.frames_encoded
+            self.segment_frames += out.frames_encoded
+            self.decoder_state = out.decoder_state
+            self.tokens += out.tokens
+            self.confidences += out.confidences
+            changed = bool(out.tokens)
+        if final:
+            self.flushes.popleft()
+        update = StreamUpdate(
+            text=detokenize(self.tokens) if self.tokens else "",
+            final=final,
+            confidence=float(np.mean(self.confidences)) if self.confidences and self.tokens else 0.0,
+            start_time=self.segment_start / sample_rate,
+            end_time=end / sample_rate,
+            frames_encoded=self.segment_frames,
+        )
+        self.committed = end
+        if final:
+            self._start_segment(end)
+        self._trim()
+        return update if final or changed else None
+
+    def _start_segment(self, at: int) -> None:
+        self.stats.segments += 1
+        self.segment_start = at
+        self.decoder_state = None
+        self.tokens = []
+        self.confidences = []
+        self.segment_frames = 0
+
+    def _trim(self) -> None:
+        """Drop audio no future window reaches."""
+        keep_from = max(self.segment_start, self.committed - self.left)
+        drop = keep_from - self.origin
+        if drop > 0:
+            self.buffer = self.buffer[drop:]
+            self.origin = keep_from
