@@ -83,6 +83,16 @@ async def wait_steps(stream: parakeet.EngineStream, steps: int, timeout: float =
         await asyncio.sleep(0.01)
 
 
+async def finish(opened: list[tuple[parakeet.EngineStream, Listener]]) -> list[str]:
+    """Flush every stream, wait for each final, close the streams; the finals' texts in order."""
+    for stream, _ in opened:
+        stream.flush()
+    for stream, listener in opened:
+        await listener.wait_final()
+        stream.close()
+    return [listener.finals[0].text for _, listener in opened]
+
+
 def utterance(seconds: float, seed: int) -> np.ndarray:
     return sa.pad(sa.speech_like(seconds, seed=seed), before=0.4, after=0.5)
 
@@ -193,13 +203,7 @@ async def test_concurrent_streams_share_batched_steps(
                 stream.push(clip[i : i + FRAME])
         if i % (8 * FRAME) == 0:
             await asyncio.sleep(0.01)
-    for stream, _ in opened:
-        stream.flush()
-    for stream, listener in opened:
-        await listener.wait_final()
-        stream.close()
-
-    assert [listener.finals[0].text for _, listener in opened] == offline
+    assert await finish(opened) == offline
     assert len(set(offline)) == len(offline)  # different lengths, different transcripts
     stats = tiny_engine.stats()
     recent = stats.batch_sizes[-(stats.steps - steps_before) :]
@@ -355,12 +359,7 @@ async def test_cache_aware_streams_share_steps(synthetic_cache: Path) -> None:
         opened = [open_stream(engine) for _ in clips]
         for (stream, _), clip in zip(opened, clips, strict=True):
             push(stream, clip)
-        for stream, _ in opened:
-            stream.flush()
-        for stream, listener in opened:
-            await listener.wait_final()
-            stream.close()
-        assert [listener.finals[0].text for _, listener in opened] == offline
+        assert await finish(opened) == offline
         assert max(engine.stats().batch_sizes) > 1
     finally:
         engine.close()

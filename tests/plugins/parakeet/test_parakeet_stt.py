@@ -122,13 +122,22 @@ async def test_out_of_memory_is_retryable(
     assert err.value.retryable
 
 
-async def test_closed_engine_is_a_non_retryable_connection_error(tiny_nemo: Path) -> None:
+@pytest.fixture
+def closed_engine(tiny_nemo: Path) -> parakeet.ParakeetEngine:
+    """A private engine (not the shared registry one), already closed."""
     engine = parakeet.ParakeetEngine(
         models.load_asr_model(str(tiny_nemo), torch.device("cpu")),
         model_name="private",
         device=torch.device("cpu"),
     )
     engine.close()
+    return engine
+
+
+async def test_closed_engine_is_a_non_retryable_connection_error(
+    closed_engine: parakeet.ParakeetEngine,
+) -> None:
+    engine = closed_engine
     with pytest.raises(APIConnectionError, match="closed") as err:
         await parakeet.STT(engine=engine).recognize(to_frame(SPEECH), conn_options=NO_RETRY)
     assert not err.value.retryable
@@ -241,13 +250,10 @@ async def test_closing_a_stream_frees_its_engine_slot(tiny_engine: parakeet.Para
     assert tiny_engine.active_streams == 0
 
 
-async def test_stream_on_a_closed_engine_is_a_non_retryable_connection_error(tiny_nemo: Path) -> None:
-    engine = parakeet.ParakeetEngine(
-        models.load_asr_model(str(tiny_nemo), torch.device("cpu")),
-        model_name="private",
-        device=torch.device("cpu"),
-    )
-    engine.close()
+async def test_stream_on_a_closed_engine_is_a_non_retryable_connection_error(
+    closed_engine: parakeet.ParakeetEngine,
+) -> None:
+    engine = closed_engine
     stream = parakeet.STT(engine=engine).stream(conn_options=NO_RETRY)
     with pytest.raises(APIConnectionError, match="closed") as err:
         await stream_events(stream, [to_frame(SPEECH)])
