@@ -1,10 +1,12 @@
-"""`voice-agent` command line: serve (embedded WebRTC mode), check (diagnose settings and models)."""
+"""`voice-agent` command line: serve (embedded WebRTC mode), check (diagnose settings and models), bench."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import importlib
+import json
 import logging
 import signal
 import sys
@@ -17,14 +19,19 @@ from .settings import Settings
 logger = logging.getLogger("voice_agent")
 
 
-def load_settings(**overrides: object) -> Settings:
+LIVEKIT_MISSING = "set LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET (your LiveKit server and its keys)"
+
+
+def load_settings(*, needs_llm: bool = True, **overrides: object) -> Settings:
     try:
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
     except ValidationError as e:
         err = e.errors()[0]
-        name = "VOICE_AGENT_" + "_".join(str(p) for p in err["loc"]).upper()
+        name = "_".join(str(p) for p in err["loc"])
+        if not name.isupper():  # ours are prefixed; aliases (LIVEKIT_URL, ...) are already the variable name
+            name = "VOICE_AGENT_" + name.upper()
         raise StartupError(f"invalid setting {name}: {err['msg']}") from None
-    if settings.uses_groq and settings.groq_api_key is None:
+    if needs_llm and settings.uses_groq and settings.groq_api_key is None:
         raise StartupError(
             "GROQ_API_KEY is not set: create a key at https://console.groq.com/keys and export it (or put it "
             "in .env), or point VOICE_AGENT_LLM_BASE_URL at another OpenAI-compatible server"
@@ -32,13 +39,13 @@ def load_settings(**overrides: object) -> Settings:
     return settings
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings, *, with_models: bool = True) -> None:
     from aiohttp import web
 
     from .embedded import create_app
     from .models import load_models
 
-    models = await load_models(settings)
+    models = await load_models(settings) if with_models else None
     runner = web.AppRunner(create_app(settings, models))
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
@@ -49,7 +56,13 @@ async def serve(settings: Settings) -> None:
         raise StartupError(
             f"cannot listen on {settings.host}:{settings.port} ({e.strerror}); set VOICE_AGENT_PORT"
         ) from e
-    logger.info("voice agent ready on http://%s:%s", settings.host, settings.port)
+    logger.info(
+        "voice agent ready on http://%s:%s (embedded: %s, LiveKit rooms: %s)",
+        settings.host,
+        settings.port,
+        "yes" if with_models else "no",
+        "yes" if settings.has_livekit else "no",
+    )
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -62,6 +75,21 @@ async def serve(settings: Settings) -> None:
         await runner.cleanup()
 
 
+def run_worker(settings: Settings, *, dev: bool, log_format: str) -> None:
+    """Load the models once, then hand the worker to livekit-agents' runner (drain on SIGTERM unless dev)."""
+    from livekit.agents.cli.cli import _run_worker  # what `python -m livekit.agents start` runs
+    from livekit.agents.cli.proto import CliArgs
+
+    from .models import load_models
+    from .worker import build_server
+
+    if not settings.has_livekit:
+        raise StartupError(LIVEKIT_MISSING)
+    models = asyncio.run(load_models(settings))
+    level = logging.getLevelName(logger.getEffectiveLevel())
+    _run_worker(build_server(settings, models), CliArgs(log_level=level, log_format=log_format, dev=dev))
+
+
 async def check(settings: Settings) -> None:
     from .models import load_models
 
@@ -71,6 +99,19 @@ async def check(settings: Settings) -> None:
     print("ok")
 
 
+BENCHMARKS = {
+    "stt": "measure the Parakeet engine with N concurrent streams",
+    "tts": "measure the Chatterbox engine with N concurrent replies",
+}
+
+
+def bench(args: argparse.Namespace) -> None:
+    """Each benchmark module has `add_arguments(parser)`, `async run(args) -> dict` and `format_table(result)`."""
+    module = importlib.import_module(f"agent.bench.{args.benchmark}")
+    result = asyncio.run(module.run(args))
+    print(json.dumps(result) if args.json else module.format_table(result))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="voice-agent", description=__doc__)
     parser.add_argument("--log-level", default="INFO")
@@ -78,17 +119,40 @@ def main(argv: list[str] | None = None) -> int:
     p_serve = sub.add_parser("serve", help="run the agent with its embedded WebRTC endpoint and web page")
     p_serve.add_argument("--host", help="listen address (VOICE_AGENT_HOST)")
     p_serve.add_argument("--port", type=int, help="listen port (VOICE_AGENT_PORT)")
+    for name, help_text in (
+        ("start", "run as a LiveKit worker (production: drains on SIGTERM)"),
+        ("dev", "run as a LiveKit worker in development mode (no drain, debug logs)"),
+    ):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument(
+            "--log-format", choices=["json", "colored"], default="colored" if name == "dev" else "json"
+        )
+    p_web = sub.add_parser("web", help="serve only the web page and LiveKit room tokens (no models, no GPU)")
+    p_web.add_argument("--host", help="listen address (VOICE_AGENT_HOST)")
+    p_web.add_argument("--port", type=int, help="listen port (VOICE_AGENT_PORT)")
     sub.add_parser("check", help="validate settings and load the models, then exit")
+    p_bench = sub.add_parser("bench", help="benchmarks of the model engines")
+    benches = p_bench.add_subparsers(dest="benchmark", required=True)
+    for name, help_text in BENCHMARKS.items():
+        p = benches.add_parser(name, help=help_text)
+        p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+        importlib.import_module(f"agent.bench.{name}").add_arguments(p)
     args = parser.parse_args(argv)
 
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        if args.command == "serve":
-            settings = load_settings(host=args.host, port=args.port)
+        if args.command in ("serve", "web"):
+            settings = load_settings(host=args.host, port=args.port, needs_llm=args.command == "serve")
+            if args.command == "web" and not settings.has_livekit:
+                raise StartupError(LIVEKIT_MISSING)
             with contextlib.suppress(KeyboardInterrupt):
-                asyncio.run(serve(settings))
+                asyncio.run(serve(settings, with_models=args.command == "serve"))
+        elif args.command in ("start", "dev"):
+            run_worker(load_settings(), dev=args.command == "dev", log_format=args.log_format)
+        elif args.command == "bench":
+            bench(args)
         else:
             asyncio.run(check(load_settings()))
     except StartupError as e:

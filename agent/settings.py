@@ -70,12 +70,29 @@ class Settings(BaseSettings):
     connect_timeout: float = Field(default=20.0, gt=0.0)
     ice_servers: list[str] = Field(default_factory=list)
 
+    # --- LiveKit worker mode and room tokens (the ecosystem's names for URL and keys) ---
+    livekit_url: str | None = Field(default=None, validation_alias=AliasChoices("LIVEKIT_URL"))
+    livekit_api_key: str | None = Field(default=None, validation_alias=AliasChoices("LIVEKIT_API_KEY"))
+    livekit_api_secret: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("LIVEKIT_API_SECRET")
+    )
+    livekit_public_url: str | None = None
+    agent_name: str = "voice-agent"
+    drain_timeout: float = Field(default=300.0, gt=0.0)
+    worker_port: int = Field(default=8081, ge=0, le=65535)
+    max_gpu_memory_fraction: float = Field(default=0.9, gt=0.0, le=1.0)
+    token_ttl: float = Field(default=600.0, gt=0.0, le=86400.0)
+
     @field_validator("device")
     @classmethod
     def _check_device(cls, v: str) -> str:
         if v not in ("auto", "cpu") and not v.startswith("cuda"):
             raise ValueError("must be 'auto', 'cpu', 'cuda' or 'cuda:N'")
         return v
+
+    @property
+    def has_livekit(self) -> bool:
+        return bool(self.livekit_url and self.livekit_api_key and self.livekit_api_secret)
 
     @property
     def uses_groq(self) -> bool:

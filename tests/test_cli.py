@@ -13,7 +13,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_cli(*args: str, env: dict[str, str], timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("VOICE_AGENT_") and k != "GROQ_API_KEY"}
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("VOICE_AGENT_", "LIVEKIT_")) and k != "GROQ_API_KEY"
+    }
     return subprocess.run(
         [str(Path(sys.executable).parent / "voice-agent"), "--log-level", "WARNING", *args],
         env=clean | {"HF_HUB_OFFLINE": "1"} | env,
@@ -77,3 +81,16 @@ def test_self_hosted_llm_needs_no_groq_key_and_check_loads_models() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "stt: synthetic-tiny" in proc.stdout and proc.stdout.strip().endswith("ok")
+
+
+@pytest.mark.parametrize("command", ["start", "dev", "web"])
+def test_livekit_modes_need_the_server_and_its_keys(command: str) -> None:
+    proc = run_cli(command, env={"GROQ_API_KEY": "k", "LIVEKIT_URL": "ws://127.0.0.1:7880"})
+    assert_one_line_error(proc, "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET")
+
+
+def test_web_needs_no_llm_key_and_rejects_bad_livekit_settings() -> None:
+    proc = run_cli(
+        "web", env={"LIVEKIT_URL": "ws://x", "LIVEKIT_API_KEY": "k", "VOICE_AGENT_TOKEN_TTL": "-1"}
+    )
+    assert_one_line_error(proc, "VOICE_AGENT_TOKEN_TTL")

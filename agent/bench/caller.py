@@ -84,15 +84,15 @@ class Caller:
         channel.on("message", lambda data: caller.events.append(Event(time.monotonic(), json.loads(data))))
         pc.on("track", lambda track: caller._tasks.append(asyncio.create_task(caller._listen(track))))
         await pc.setLocalDescription(await pc.createOffer())
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as http:
-            async with http.post(
-                f"{base_url}/api/offer",
-                json={"sdp": pc.localDescription.sdp, "type": pc.localDescription.type},
-            ) as resp:
-                body = await resp.json()
-                if resp.status != 200:
-                    await pc.close()
-                    raise RuntimeError(f"offer rejected ({resp.status}): {body}")
+        offer = {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type}
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as http,
+            http.post(f"{base_url}/api/offer", json=offer) as resp,
+        ):
+            body = await resp.json()
+            if resp.status != 200:
+                await pc.close()
+                raise RuntimeError(f"offer rejected ({resp.status}): {body}")
         caller.session_id = body["session_id"]
         await pc.setRemoteDescription(RTCSessionDescription(sdp=body["sdp"], type=body["type"]))
         await caller.wait_for(lambda: pc.connectionState == "connected", timeout, "the WebRTC connection")

@@ -1,4 +1,5 @@
-"""The embedded-mode HTTP app: web page, WebRTC signalling (`POST /api/offer`) and health."""
+"""The HTTP app: web page, health, embedded-mode WebRTC signalling (`POST /api/offer`) when this process
+holds the models, and LiveKit room tokens (`POST /api/token`) when LiveKit settings are present."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 from aiohttp import web
 from aiortc import RTCSessionDescription
 
+from .. import rooms
 from ..models import Models
 from ..settings import Settings
 from .peer import BadOffer, PeerSession
@@ -26,12 +28,17 @@ SETTINGS = web.AppKey("settings", Settings)
 MODELS = web.AppKey("models", Models)
 
 
-def create_app(settings: Settings, models: Models, web_dir: Path = WEB_DIR) -> web.Application:
+def create_app(settings: Settings, models: Models | None, web_dir: Path = WEB_DIR) -> web.Application:
+    """`models=None` serves the page for room mode only (`voice-agent web`, no GPU needed)."""
     app = web.Application(client_max_size=MAX_OFFER_BYTES)
     app[PEERS] = set()
     app[SETTINGS] = settings
-    app[MODELS] = models
-    app.router.add_post("/api/offer", offer)
+    if models is not None:
+        app[MODELS] = models
+        app.router.add_post("/api/offer", offer)
+    if settings.has_livekit:
+        rooms.add_routes(app, settings)
+    app.router.add_get("/api/config", config)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/", _page(web_dir / "index.html"))
     app.router.add_static("/static/", web_dir)
@@ -87,17 +94,23 @@ async def offer(request: web.Request) -> web.Response:
     return web.json_response({"sdp": answer.sdp, "type": answer.type, "session_id": peer.id})
 
 
+async def config(request: web.Request) -> web.Response:
+    """Which transports this server offers; the page picks embedded when it can, else a LiveKit room."""
+    app = request.app
+    return web.json_response({"embedded": MODELS in app, "room": rooms.SETTINGS in app})
+
+
 async def healthz(request: web.Request) -> web.Response:
     app = request.app
-    return web.json_response(
-        {
-            "ok": True,
+    health: dict[str, Any] = {"ok": True, "embedded": MODELS in app, "room": rooms.SETTINGS in app}
+    if MODELS in app:
+        health |= {
             "models": app[MODELS].describe(),
             "device": str(app[MODELS].stt.device),
             "sessions": len(app[PEERS]),
             "max_sessions": app[SETTINGS].max_sessions,
         }
-    )
+    return web.json_response(health)
 
 
 async def _close_peers(app: web.Application) -> None:

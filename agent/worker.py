@@ -1,0 +1,92 @@
+"""LiveKit worker mode: register with a (self-hosted) LiveKit server, take dispatched rooms, run the session.
+
+Jobs run as threads of this process (`JobExecutorType.THREAD`), so every call shares the one copy of the STT
+and TTS engines loaded at startup: a job process per call would load the models once per call. Load reported
+to the server is the larger of session occupancy and GPU memory use, so LiveKit routes new rooms to the
+replica with free GPU capacity; at capacity the worker declines, and on SIGTERM it drains.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from livekit.agents import (
+    AgentServer,
+    AutoSubscribe,
+    JobContext,
+    JobExecutorType,
+    JobProcess,
+    JobRequest,
+)
+
+from .models import Models
+from .session import build_agent, build_session
+from .settings import Settings
+
+logger = logging.getLogger("voice_agent.worker")
+
+
+def gpu_memory_used(device: torch.device) -> float:
+    """Fraction of the GPU's memory in use by every process on it (0 on CPU)."""
+    if device.type != "cuda":
+        return 0.0
+    free, total = torch.cuda.mem_get_info(device)
+    return 1.0 - free / total
+
+
+def worker_load(active_sessions: int, settings: Settings, gpu_used: float) -> float:
+    """0..1; 1 means full: VOICE_AGENT_MAX_SESSIONS calls, or GPU memory at its allowed fraction."""
+    sessions = active_sessions / settings.max_sessions
+    memory = gpu_used / settings.max_gpu_memory_fraction
+    return min(1.0, max(sessions, memory))
+
+
+def build_server(settings: Settings, models: Models) -> AgentServer:
+    device = models.stt.device
+
+    def load(server: AgentServer) -> float:
+        return worker_load(len(server.active_jobs), settings, gpu_memory_used(device))
+
+    server = AgentServer(
+        job_executor_type=JobExecutorType.THREAD,
+        # full exactly at load 1.0 (see worker_load), in dev mode too
+        load_threshold=1.0,
+        # idle job threads are cheap; one per session slot keeps livekit's per-job load estimate honest
+        num_idle_processes=settings.max_sessions,
+        drain_timeout=round(settings.drain_timeout),
+        port=settings.worker_port,
+        ws_url=settings.livekit_url,
+        api_key=settings.livekit_api_key,
+        api_secret=settings.livekit_api_secret.get_secret_value() if settings.livekit_api_secret else None,
+        setup_fnc=lambda proc: attach_models(proc, models),
+        load_fnc=load,
+    )
+
+    async def on_request(request: JobRequest) -> None:
+        if load(server) >= 1.0:
+            logger.info("declining room %s: at capacity", request.room.name)
+            await request.reject()
+            return
+        await request.accept(name="Voice agent", identity=f"agent-{request.job.id}")
+
+    @server.rtc_session(agent_name=settings.agent_name, on_request=on_request)
+    async def entrypoint(ctx: JobContext) -> None:
+        await run_job(ctx, settings)
+
+    return server
+
+
+def attach_models(proc: JobProcess, models: Models) -> None:
+    """Prewarm of a job thread: the models are already loaded (once, before registering); share them."""
+    proc.userdata["models"] = models
+
+
+async def run_job(ctx: JobContext, settings: Settings) -> None:
+    models: Models = ctx.proc.userdata["models"]
+    await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY)
+    session = build_session(settings, models)
+    # RoomIO defaults: subscribe to the caller (browser or SIP), publish audio and transcriptions, end the
+    # session when the caller leaves
+    await session.start(agent=build_agent(settings), room=ctx.room)
+    logger.info("session started in room %s", ctx.room.name)

@@ -1,0 +1,123 @@
+"""The room token endpoint, served by the web app without models (`voice-agent web`)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import jwt
+import pytest
+from aiohttp import web
+from livekit import api
+
+from agent.embedded import create_app
+from agent.settings import Settings
+
+KEY, SECRET = "APItest", "a-test-secret-that-is-long-enough-for-livekit"
+
+GetApp = Callable[..., Awaitable[str]]
+
+
+def room_settings(**overrides: Any) -> Settings:
+    base: dict[str, Any] = {
+        "livekit_url": "ws://livekit.internal:7880",
+        "livekit_api_key": KEY,
+        "livekit_api_secret": SECRET,
+        "livekit_public_url": "wss://rtc.example.com",
+        "agent_name": "phone-agent",
+        "token_ttl": 300,
+    }
+    return Settings(_env_file=None, **(base | overrides))  # type: ignore[call-arg]
+
+
+@pytest.fixture
+async def start_web() -> AsyncIterator[GetApp]:
+    runners: list[web.AppRunner] = []
+
+    async def start(settings: Settings) -> str:
+        runner = web.AppRunner(create_app(settings, None))
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        runners.append(runner)
+        return f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
+async def post(url: str, **kwargs: Any) -> tuple[int, Any]:
+    async with aiohttp.ClientSession() as http, http.post(url, **kwargs) as r:
+        return r.status, await r.json(content_type=None)
+
+
+async def test_token_grants_exactly_one_room_and_dispatches_the_agent(start_web: GetApp) -> None:
+    base = await start_web(room_settings())
+    status, body = await post(base + "/api/token", json={"room": "demo-room", "identity": "alice"})
+    assert status == 200, body
+    assert body["url"] == "wss://rtc.example.com"
+    assert (body["room"], body["identity"], body["expires_in"]) == ("demo-room", "alice", 300)
+
+    claims = api.TokenVerifier(KEY, SECRET).verify(body["token"])
+    assert claims.identity == "alice"
+    video = claims.video
+    assert video.room_join is True and video.room == "demo-room"
+    assert not video.room_admin and not video.room_create and not video.room_list and not video.agent
+    assert video.can_publish_sources == ["microphone"]
+    assert [a.agent_name for a in claims.room_config.agents] == ["phone-agent"]
+
+    raw = jwt.decode(body["token"], SECRET, algorithms=["HS256"])
+    assert raw["iss"] == KEY
+    assert raw["exp"] - raw["nbf"] == 300
+
+
+async def test_missing_names_get_fresh_random_ones(start_web: GetApp) -> None:
+    base = await start_web(room_settings())
+    _, first = await post(base + "/api/token")
+    _, second = await post(base + "/api/token", json={})
+    assert first["room"].startswith("call-") and first["identity"].startswith("caller-")
+    assert first["room"] != second["room"] and first["identity"] != second["identity"]
+    assert api.TokenVerifier(KEY, SECRET).verify(first["token"]).video.room == first["room"]
+
+
+async def test_public_url_defaults_to_the_server_url(start_web: GetApp) -> None:
+    base = await start_web(room_settings(livekit_public_url=None))
+    _, body = await post(base + "/api/token", json={})
+    assert body["url"] == "ws://livekit.internal:7880"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"data": b"{not json", "headers": {"Content-Type": "application/json"}}, "not valid JSON"),
+        ({"json": ["room"]}, "JSON object"),
+        ({"json": {"room": "../etc"}}, '"room"'),
+        ({"json": {"room": "x" * 65}}, '"room"'),
+        ({"json": {"identity": "a b"}}, '"identity"'),
+        ({"json": {"room": 7}}, '"room"'),
+    ],
+)
+async def test_bad_requests_are_400(start_web: GetApp, kwargs: dict[str, Any], needle: str) -> None:
+    base = await start_web(room_settings())
+    status, body = await post(base + "/api/token", **kwargs)
+    assert status == 400
+    assert needle in body["error"]
+
+
+async def test_web_only_app_offers_rooms_and_no_embedded_calls(start_web: GetApp) -> None:
+    base = await start_web(room_settings())
+    async with aiohttp.ClientSession() as http:
+        async with http.get(base + "/api/config") as r:
+            assert await r.json() == {"embedded": False, "room": True}
+        async with http.get(base + "/healthz") as r:
+            assert (await r.json())["ok"] is True
+        async with http.post(base + "/api/offer", json={"sdp": "v=0", "type": "offer"}) as r:
+            assert r.status == 404
+
+
+async def test_no_token_endpoint_without_livekit_settings(start_web: GetApp) -> None:
+    base = await start_web(room_settings(livekit_url=None))
+    async with aiohttp.ClientSession() as http, http.post(base + "/api/token", json={}) as r:
+        assert r.status == 404

@@ -1,0 +1,165 @@
+"""Worker mode against a protocol-faithful fake LiveKit server: the real `voice-agent start` process registers,
+takes jobs up to its capacity, reports its load, declines when full and drains on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+from livekit.protocol import agent
+
+from agent.settings import Settings
+from agent.worker import worker_load
+from tests.fakes.livekit_server import API_KEY, API_SECRET, FakeLiveKitServer
+
+ROOT = Path(__file__).resolve().parents[1]
+AGENT_NAME = "test-agent"
+
+
+def settings(**overrides: object) -> Settings:
+    return Settings(_env_file=None, **overrides)  # type: ignore[call-arg]
+
+
+def test_load_is_the_larger_of_sessions_and_gpu_memory() -> None:
+    s = settings(max_sessions=4, max_gpu_memory_fraction=0.8)
+    assert worker_load(0, s, gpu_used=0.0) == 0.0
+    assert worker_load(1, s, gpu_used=0.0) == 0.25
+    assert worker_load(1, s, gpu_used=0.4) == 0.5  # half of the memory the worker may use
+    assert worker_load(4, s, gpu_used=0.1) == 1.0
+    assert worker_load(2, s, gpu_used=0.95) == 1.0  # capped: memory beyond the allowed fraction is full
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Worker:
+    process: asyncio.subprocess.Process
+    server: FakeLiveKitServer
+    health_url: str
+    log: Path
+
+
+@pytest.fixture(scope="module")
+async def worker(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Worker]:
+    server = await FakeLiveKitServer().start()
+    port = free_port()
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VOICE_AGENT_", "LIVEKIT_"))} | {
+        "LIVEKIT_URL": server.url,
+        "LIVEKIT_API_KEY": API_KEY,
+        "LIVEKIT_API_SECRET": API_SECRET,
+        "GROQ_API_KEY": "test-key",
+        "VOICE_AGENT_STT_MODEL": "synthetic-tiny",
+        "VOICE_AGENT_TTS_MODEL": "synthetic-tiny",
+        "VOICE_AGENT_DEVICE": "cpu",
+        "VOICE_AGENT_AGENT_NAME": AGENT_NAME,
+        "VOICE_AGENT_MAX_SESSIONS": "2",
+        "VOICE_AGENT_WORKER_PORT": str(port),
+        "VOICE_AGENT_DRAIN_TIMEOUT": "120",
+    }
+    with log.open("wb") as out:
+        process = await asyncio.create_subprocess_exec(
+            str(Path(sys.executable).parent / "voice-agent"),
+            "start",
+            env=env,
+            cwd=ROOT / "tests",  # no .env there
+            stdout=out,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+    try:
+        registered = asyncio.ensure_future(server.wait_for("register", timeout=300))
+        while not registered.done():  # loading the models; fail at once if the process dies
+            assert process.returncode is None, log.read_text()[-3000:]
+            await asyncio.sleep(0.5)
+        registered.result()
+        yield Worker(process, server, f"http://127.0.0.1:{port}", log)
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+        await server.aclose()
+
+
+async def test_registers_with_its_agent_name(worker: Worker) -> None:
+    register = await worker.server.wait_for("register")
+    assert register.agent_name == AGENT_NAME
+    assert register.type == agent.JobType.JT_ROOM
+    async with aiohttp.ClientSession() as http:
+        async with http.get(worker.health_url + "/") as r:
+            assert r.status == 200
+        async with http.get(worker.health_url + "/worker") as r:
+            info = await r.json(content_type=None)
+    assert info["agent_name"] == AGENT_NAME
+
+
+async def test_takes_jobs_up_to_capacity_and_reports_load(worker: Worker) -> None:
+    server = worker.server
+    first, second, third = (server.job(f"J_{n}", AGENT_NAME) for n in ("first", "second", "third"))
+
+    for job in (first, second):
+        answer = await server.offer(job)
+        assert answer.available, f"job {job.id} declined"
+        assert answer.participant_identity
+        await server.assign(job, answer.participant_identity)
+        # the job's room connection arrives at the server with the token it was assigned
+        await server.wait_for("update_job", lambda u, j=job: u.job_id == j.id)
+
+    started = time.monotonic()
+    full = await server.wait_for(
+        "update_worker", lambda u: u.status == agent.WorkerStatus.WS_FULL, after=started, timeout=15
+    )
+    assert full.load == pytest.approx(1.0)
+    assert (await server.offer(third)).available is False  # at capacity: declined
+
+    # a terminated job gets up to 15 s to leave its entrypoint (here: stuck connecting to the fake /rtc)
+    await server.terminate(second.id)
+    freed = time.monotonic()
+    update = await server.wait_for(
+        "update_worker", lambda u: u.status == agent.WorkerStatus.WS_AVAILABLE, after=freed, timeout=45
+    )
+    assert update.load < 1.0
+    assert len(server.rtc_tokens) >= 2
+
+
+async def test_drains_on_sigterm(worker: Worker) -> None:
+    server = worker.server
+    job = server.job("J_during_drain", AGENT_NAME)
+    answer = await server.offer(job)
+    assert answer.available
+    await server.assign(job, answer.participant_identity)
+    await server.wait_for("update_job", lambda u: u.job_id == job.id)
+
+    signalled = time.monotonic()
+    worker.process.send_signal(signal.SIGTERM)
+    await server.wait_for(
+        "update_worker", lambda u: u.status == agent.WorkerStatus.WS_FULL, after=signalled, timeout=15
+    )
+    late = server.job("J_late", AGENT_NAME)
+    assert (await server.offer(late)).available is False  # draining: no new calls
+
+    await asyncio.sleep(1.0)
+    assert worker.process.returncode is None, "worker exited while a call was still active"
+    assert not server.worker_closed.is_set()
+
+    await server.terminate(job.id)
+    returncode = await asyncio.wait_for(worker.process.wait(), 60)
+    assert returncode == 0, worker.log.read_text()[-3000:]
+    ended = {
+        m.update_job.job_id: m.update_job.status
+        for _, m in server.received
+        if m.WhichOneof("message") == "update_job"
+    }
+    assert ended[job.id] in (agent.JobStatus.JS_SUCCESS, agent.JobStatus.JS_FAILED)
