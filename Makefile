@@ -31,5 +31,7 @@ $(INSTALLED): pyproject.toml plugins/*/pyproject.toml infra/python/constraints.t
 
 $(TEST_TOOLS):
 	$(SUDO) apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends espeak-ng sox chromium
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends espeak-ng sox chromium npm
+	# the browser room-mode test serves livekit-client itself (no CDN in tests)
+	npm install --silent --no-audit --no-fund --prefix $(VENV)/npm livekit-client@2.23.0
 	touch $@

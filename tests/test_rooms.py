@@ -110,7 +110,10 @@ async def test_web_only_app_offers_rooms_and_no_embedded_calls(start_web: GetApp
     base = await start_web(room_settings())
     async with aiohttp.ClientSession() as http:
         async with http.get(base + "/api/config") as r:
-            assert await r.json() == {"embedded": False, "room": True}
+            config = await r.json()
+    assert config["embedded"] is False and config["room"] is True
+    assert config["livekit_client_url"].endswith("livekit-client.esm.mjs")
+    async with aiohttp.ClientSession() as http:
         async with http.get(base + "/healthz") as r:
             assert (await r.json())["ok"] is True
         async with http.post(base + "/api/offer", json={"sdp": "v=0", "type": "offer"}) as r:

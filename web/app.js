@@ -1,7 +1,11 @@
-// Voice agent web client. Embedded mode talks to `voice-agent serve` over one RTCPeerConnection:
-// the mic track goes up, the agent's voice comes back, and the "events" data channel carries
-// transcripts and agent state (JSON, see agent/embedded/events.py). Transports share one interface
-// (connect(micStream, handlers) / disconnect()) so a LiveKit room transport can sit beside it.
+// Voice agent web client with two transports behind one interface (connect(micStream, handlers) /
+// disconnect()):
+// - embedded: `voice-agent serve` over one RTCPeerConnection; the mic track goes up, the agent's voice
+//   comes back, and the "events" data channel carries transcripts and agent state (agent/embedded/events.py);
+// - room: a LiveKit room joined with livekit-client and a token from `POST /api/token`; the agent is
+//   dispatched into the room by the token, transcripts arrive as "lk.transcription" text streams and the
+//   agent's state as its "lk.agent.state" attribute.
+// GET /api/config says which the server offers; `?mode=room` picks the room when both are there.
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -48,6 +52,66 @@ class EmbeddedTransport {
     this.pc?.close();
     this.pc = null;
   }
+}
+
+class RoomTransport {
+  constructor(clientUrl) {
+    this.clientUrl = clientUrl;
+  }
+
+  async connect(micStream, { onTrack, onMessage, onClosed }) {
+    const resp = await fetch("/api/token", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: "{}",
+    });
+    const body = await resp.json();
+    if (!resp.ok) throw new Error(body.error ?? `server answered ${resp.status}`);
+    status.room = body.room;
+    const { Room, RoomEvent, Track } = await import(this.clientUrl);
+    const room = new Room();
+    this.room = room;
+    room.on(RoomEvent.TrackSubscribed, (track) => {
+      if (track.kind === Track.Kind.Audio) onTrack(new MediaStream([track.mediaStreamTrack]));
+    });
+    room.on(RoomEvent.ParticipantAttributesChanged, (changed) => {
+      if ("lk.agent.state" in changed) onMessage({ type: "agent_state", state: changed["lk.agent.state"] });
+    });
+    room.registerTextStreamHandler("lk.transcription", async (reader, from) => {
+      const role = from.identity === room.localParticipant.identity ? "user" : "agent";
+      const final = reader.info.attributes?.["lk.transcription_final"] === "true";
+      let text = "";
+      for await (const delta of reader) {
+        text += delta;
+        onMessage({ type: "transcript", role, text, final: false });
+      }
+      onMessage({ type: "transcript", role, text, final });
+    });
+    room.on(RoomEvent.Disconnected, () => this.room && onClosed());
+    await room.connect(body.url, body.token);
+    await room.localParticipant.publishTrack(micStream.getAudioTracks()[0], {
+      source: Track.Source.Microphone,
+    });
+  }
+
+  async inboundAudioBytes() {
+    return 0; // not measured in room mode
+  }
+
+  disconnect() {
+    const room = this.room;
+    this.room = null;
+    room?.disconnect();
+  }
+}
+
+async function chooseTransport() {
+  const resp = await fetch("/api/config");
+  const config = await resp.json();
+  const wantRoom = new URLSearchParams(location.search).get("mode") === "room";
+  if (config.room && (wantRoom || !config.embedded)) return new RoomTransport(config.livekit_client_url);
+  if (config.embedded) return new EmbeddedTransport();
+  throw new Error("this server offers no way to call the agent (no models and no LiveKit settings)");
 }
 
 function iceGatheringComplete(pc) {
@@ -130,11 +194,11 @@ async function startCall() {
   showError("");
   ui.talk.disabled = true;
   try {
+    const transport = await chooseTransport();
     const mic = await navigator.mediaDevices.getUserMedia({
       audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
     });
     const audioCtx = new AudioContext();
-    const transport = new EmbeddedTransport();
     const stops = [levelMeter(audioCtx, mic, ui.micLevel)];
     call = { mic, audioCtx, transport, stops };
     status.transport = transport;

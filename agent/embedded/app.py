@@ -97,7 +97,10 @@ async def offer(request: web.Request) -> web.Response:
 async def config(request: web.Request) -> web.Response:
     """Which transports this server offers; the page picks embedded when it can, else a LiveKit room."""
     app = request.app
-    return web.json_response({"embedded": MODELS in app, "room": rooms.SETTINGS in app})
+    body: dict[str, Any] = {"embedded": MODELS in app, "room": rooms.SETTINGS in app}
+    if rooms.SETTINGS in app:
+        body["livekit_client_url"] = app[SETTINGS].livekit_client_url
+    return web.json_response(body)
 
 
 async def healthz(request: web.Request) -> web.Response:

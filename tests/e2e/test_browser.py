@@ -8,11 +8,42 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+from aiohttp import web
+from livekit import api
 from playwright.async_api import Page, async_playwright
 
+from agent.embedded import create_app
+from agent.embedded.app import WEB_DIR
+from agent.settings import Settings
 from tests.conftest import StartServer
+from tests.fakes.livekit_server import API_KEY, API_SECRET, FakeLiveKitServer
 from tests.fakes.openai_server import ScriptedLLMServer
 from tests.speech import speak, write_wav
+
+ROOT = Path(__file__).resolve().parents[2]
+# installed by `make test` (npm); the page imports it as an ES module
+LIVEKIT_CLIENT = ROOT / ".venv/npm/node_modules/livekit-client/dist/livekit-client.esm.mjs"
+
+
+def chromium_args(mic: Path) -> list[str]:
+    return [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={mic}%noloop",  # play once, then silence
+        "--autoplay-policy=no-user-gesture-required",
+    ]
+
+
+def system_chromium() -> str:
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is required (make test installs it)"
+    return chromium
 
 
 async def inbound_bytes(page: Page) -> int:
@@ -22,8 +53,6 @@ async def inbound_bytes(page: Page) -> int:
 async def test_browser_talks_to_the_agent(
     start_agent: StartServer, llm_server: ScriptedLLMServer, clips_dir: Path
 ) -> None:
-    chromium = shutil.which("chromium")
-    assert chromium, "Debian's chromium is required (make test installs it)"
     llm_server.replies = ["Hello from the agent. Nice to meet you."]
     clip = speak("Hi, can you hear me?", clips_dir)
     silence = np.zeros(48000 * 2, np.int16)
@@ -31,21 +60,7 @@ async def test_browser_talks_to_the_agent(
     url = await start_agent()
 
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(
-            executable_path=chromium,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                "--use-fake-ui-for-media-stream",
-                "--use-fake-device-for-media-stream",
-                f"--use-file-for-fake-audio-capture={mic}%noloop",  # play once, then silence
-                "--autoplay-policy=no-user-gesture-required",
-            ],
-        )
+        browser = await pw.chromium.launch(executable_path=system_chromium(), args=chromium_args(mic))
         try:
             page = await browser.new_page()
             errors: list[str] = []
@@ -71,3 +86,51 @@ async def test_browser_talks_to_the_agent(
             assert not errors, errors
         finally:
             await browser.close()
+
+
+async def test_browser_joins_a_livekit_room_with_a_token(clips_dir: Path, tmp_path: Path) -> None:
+    """Room mode: the page gets a token from `voice-agent web`, loads livekit-client and connects to the
+    server named in the token response with that token (a fake server: the WebRTC part is not emulated)."""
+    assert LIVEKIT_CLIENT.is_file(), "livekit-client is missing: run `make test` (it installs it with npm)"
+    web_dir = tmp_path / "web"
+    shutil.copytree(WEB_DIR, web_dir)
+    shutil.copy(LIVEKIT_CLIENT, web_dir / "livekit-client.esm.mjs")
+    livekit = await FakeLiveKitServer().start()
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        livekit_url=livekit.url,
+        livekit_api_key=API_KEY,
+        livekit_api_secret=API_SECRET,
+        agent_name="browser-agent",
+        livekit_client_url="/static/livekit-client.esm.mjs",
+    )
+    runner = web.AppRunner(create_app(settings, None, web_dir=web_dir))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    mic = write_wav(clips_dir / "room-mic.wav", np.zeros(48000, np.int16), 48000)
+    try:
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=system_chromium(), args=chromium_args(mic))
+            try:
+                page = await browser.new_page()
+                errors: list[str] = []
+                page.on("pageerror", lambda e: errors.append(str(e)))
+                await page.goto(url)
+                await page.get_by_role("button", name="Talk").click()
+                for _ in range(300):  # bounded: up to 30 s for the room connection attempt
+                    if livekit.rtc_tokens:
+                        break
+                    await asyncio.sleep(0.1)
+                assert livekit.rtc_tokens, "the page never connected to the LiveKit server"
+                room = await page.evaluate("window.voiceAgent.room")
+                claims = api.TokenVerifier(API_KEY, API_SECRET).verify(livekit.rtc_tokens[0])
+                assert claims.video.room == room and claims.video.room_join
+                assert [a.agent_name for a in claims.room_config.agents] == ["browser-agent"]
+                assert not errors, errors
+            finally:
+                await browser.close()
+    finally:
+        await runner.cleanup()
+        await livekit.aclose()

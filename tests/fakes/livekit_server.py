@@ -2,7 +2,7 @@
 
 It speaks what livekit-server speaks on `/agent` (binary `livekit.protocol.agent` protobufs over a WebSocket,
 authenticated with a JWT carrying the `agent` video grant), and lets a test play the server's part: send
-availability requests, assignments and terminations, and read what the worker reports. `/rtc` accepts the
+availability requests, assignments and terminations, and read what the worker reports. `/rtc` (and `/rtc/v1`) accepts the
 job's room connection and never answers it (a fake cannot do WebRTC), so an assigned job stays in its
 connect phase (the SDK gives up after about 20 s), which is long enough to observe load and drain.
 """
@@ -42,6 +42,7 @@ class FakeLiveKitServer:
         app = web.Application()
         app.router.add_get("/agent", self._agent)
         app.router.add_get("/rtc", self._rtc)
+        app.router.add_get("/rtc/v1", self._rtc)  # livekit-client 2.x asks for v1 first
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
