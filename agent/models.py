@@ -40,17 +40,32 @@ def check_device(settings: Settings) -> None:
         )
 
 
+def load_stt(settings: Settings) -> parakeet.ParakeetEngine:
+    """The shared Parakeet engine with the STT settings (blocking)."""
+    try:
+        return parakeet.load_engine(
+            settings.stt_model,
+            device=settings.device,
+            dtype=settings.dtype,
+            streaming=parakeet.StreamingConfig(
+                left=settings.stt_left_context,
+                chunk=settings.stt_chunk_size,
+                right=settings.stt_right_context,
+            ),
+            att_context_size=settings.stt_att_context_size,
+            max_batch_size=settings.stt_max_batch_size,
+            max_wait=settings.stt_max_wait_ms / 1000,
+            cuda_graphs=settings.stt_cuda_graphs,
+        )
+    except parakeet.ModelLoadError as e:
+        raise StartupError(f"{e} (VOICE_AGENT_STT_MODEL, VOICE_AGENT_STT_*)") from e
+
+
 async def load_models(settings: Settings) -> Models:
     """Load VAD, STT and TTS off the event loop; model problems become `StartupError`.
 
     One after the other: NeMo and Chatterbox both import transformers lazily, which is not thread-safe."""
     check_device(settings)
-
-    def load_stt() -> parakeet.ParakeetEngine:
-        try:
-            return parakeet.load_engine(settings.stt_model, device=settings.device, dtype=settings.dtype)
-        except parakeet.ModelLoadError as e:
-            raise StartupError(f"{e} (VOICE_AGENT_STT_MODEL)") from e
 
     def load_tts() -> chatterbox.ChatterboxEngine:
         try:
@@ -65,6 +80,6 @@ async def load_models(settings: Settings) -> Models:
         raise StartupError(f"VOICE_AGENT_TTS_VOICE={settings.tts_voice} is not a readable WAV file")
 
     def load_all() -> Models:
-        return Models(vad=load_vad(), stt=load_stt(), tts=load_tts())
+        return Models(vad=load_vad(), stt=load_stt(settings), tts=load_tts())
 
     return await asyncio.to_thread(load_all)

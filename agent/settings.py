@@ -40,6 +40,13 @@ class Settings(BaseSettings):
 
     # --- STT (local Parakeet) ---
     stt_model: str = "nvidia/parakeet-tdt-0.6b-v2"
+    stt_left_context: float = Field(default=5.6, ge=0.0, le=60.0)
+    stt_chunk_size: float = Field(default=0.48, gt=0.0, le=10.0)
+    stt_right_context: float = Field(default=0.32, ge=0.0, le=10.0)
+    stt_att_context_size: tuple[int, int] | None = None
+    stt_max_batch_size: int = Field(default=16, ge=1, le=1024)
+    stt_max_wait_ms: float = Field(default=20.0, ge=0.0, le=1000.0)
+    stt_cuda_graphs: bool = True
 
     # --- TTS (local Chatterbox) ---
     tts_model: str = "ResembleAI/chatterbox"
@@ -84,6 +91,15 @@ class Settings(BaseSettings):
     token_ttl: float = Field(default=600.0, gt=0.0, le=86400.0)
     # the page's livekit-client ES module; host it yourself on networks without internet access
     livekit_client_url: str = "https://cdn.jsdelivr.net/npm/livekit-client@2.23.0/dist/livekit-client.esm.mjs"
+
+    @field_validator("stt_att_context_size")
+    @classmethod
+    def _check_att_context_size(cls, v: tuple[int, int] | None) -> tuple[int, int] | None:
+        if v is not None and (v[0] < -1 or v[0] == 0 or v[1] < 0):
+            raise ValueError(
+                "must be [left, right] encoder frames: left > 0 (or -1 for unlimited), right >= 0"
+            )
+        return v
 
     @field_validator("device")
     @classmethod

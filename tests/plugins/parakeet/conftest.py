@@ -7,12 +7,12 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the hub is unreachable in tests: fail fast
 
-from collections.abc import Iterator  # noqa: E402
-from pathlib import Path  # noqa: E402
+from collections.abc import Iterator
+from pathlib import Path
 
-import pytest  # noqa: E402
-from livekit.plugins import parakeet  # noqa: E402
-from livekit.plugins.parakeet import synthetic  # noqa: E402
+import pytest
+from livekit.plugins import parakeet
+from livekit.plugins.parakeet import synthetic
 
 
 @pytest.fixture(scope="session")

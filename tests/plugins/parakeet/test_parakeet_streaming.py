@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,58 +15,9 @@ from livekit.plugins import parakeet
 from livekit.plugins.parakeet import models, synthetic
 from livekit.plugins.parakeet import synthetic_audio as sa
 from livekit.plugins.parakeet.streaming import StepInput, StepOutput
-from parakeet_helpers import resample, split_frames, to_frame, words
+from parakeet_helpers import FRAME, Listener, open_stream, push, resample, split_frames, to_frame, words
 
 RATE = 16000
-FRAME = 320  # 20 ms, as transports deliver audio
-
-
-class Listener:
-    """Collects a stream's updates and errors on the test's event loop."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.get_running_loop()
-        self.updates: list[parakeet.StreamUpdate] = []
-        self.errors: list[BaseException] = []
-        self.changed = asyncio.Event()
-
-    def on_update(self, update: parakeet.StreamUpdate) -> None:
-        self.loop.call_soon_threadsafe(self._add, self.updates, update)
-
-    def on_error(self, error: BaseException) -> None:
-        self.loop.call_soon_threadsafe(self._add, self.errors, error)
-
-    def _add(self, items: list, item: object) -> None:
-        items.append(item)
-        self.changed.set()
-
-    @property
-    def finals(self) -> list[parakeet.StreamUpdate]:
-        return [u for u in self.updates if u.final]
-
-    async def wait_final(self, count: int = 1) -> None:
-        await self.wait(lambda: len(self.finals) >= count)
-
-    async def wait_error(self) -> None:
-        await self.wait(lambda: bool(self.errors))
-
-    async def wait(self, condition: Callable[[], bool], timeout: float = 30.0) -> None:
-        async with asyncio.timeout(timeout):
-            while not condition():
-                self.changed.clear()
-                await self.changed.wait()
-
-
-def open_stream(
-    engine: parakeet.ParakeetEngine, config: parakeet.StreamingConfig | None = None
-) -> tuple[parakeet.EngineStream, Listener]:
-    listener = Listener()
-    return engine.open_stream(listener.on_update, listener.on_error, config), listener
-
-
-def push(stream: parakeet.EngineStream, audio: np.ndarray) -> None:
-    for i in range(0, len(audio), FRAME):
-        stream.push(audio[i : i + FRAME])
 
 
 def full_steps(samples: int, config: parakeet.StreamingConfig) -> int:

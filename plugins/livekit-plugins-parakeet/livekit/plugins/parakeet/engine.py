@@ -25,13 +25,22 @@ import torch
 from . import synthetic_audio
 from .cache_aware import CacheAwareInput, CacheAwareState, chunking_of, is_cache_aware
 from .log import logger
-from .models import DEFAULT_MODEL, ModelLoadError, load_asr_model, resolve_device, resolve_dtype
+from .models import (
+    DEFAULT_MODEL,
+    ModelLoadError,
+    end_of_utterance_ids,
+    load_asr_model,
+    resolve_device,
+    resolve_dtype,
+)
 from .streaming import StepInput, StepOutput, StreamingConfig, StreamState, StreamStats, StreamUpdate
 
 if TYPE_CHECKING:
     from nemo.collections.asr.models import EncDecRNNTModel
 
 _MIN_SECONDS = 0.1  # shorter input is zero-padded: the mel front end needs a few STFT windows
+DEFAULT_MAX_BATCH_SIZE = 16
+DEFAULT_MAX_WAIT = 0.02
 
 
 class EngineClosedError(RuntimeError):
@@ -53,11 +62,13 @@ class Transcript:
 @dataclass(frozen=True)
 class EngineStats:
     steps: int
-    """streaming steps run since the engine started"""
+    """streaming steps (batched forward passes) run since the engine started"""
     batch_sizes: list[int]
     """streams per step, for the most recent steps (oldest first)"""
     step_seconds: list[float]
     """duration of each of those steps"""
+    compute_seconds: float
+    """total duration of all streaming steps"""
 
 
 @dataclass(frozen=True)
@@ -119,7 +130,9 @@ class ParakeetEngine:
     waits for more streams to have a chunk ready (never when a final is due; under load, chunks pile up
     while a step runs, so batches grow by themselves); `streaming` is the default window configuration of
     buffered streams; `att_context_size` ([left, right] encoder frames, one of the model's
-    `encoder.att_context_size_all`) selects the look-ahead of a cache-aware model."""
+    `encoder.att_context_size_all`) selects the look-ahead of a cache-aware model. A model whose vocabulary
+    has end-of-utterance tokens (`models.END_OF_UTTERANCE_TOKENS`) ends a stream's utterance where it emits
+    one; they never appear in text."""
 
     def __init__(
         self,
@@ -128,14 +141,23 @@ class ParakeetEngine:
         model_name: str,
         device: torch.device,
         dtype: torch.dtype = torch.float32,
-        max_batch_size: int = 16,
-        max_wait: float = 0.02,
+        max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+        max_wait: float = DEFAULT_MAX_WAIT,
         streaming: StreamingConfig | None = None,
         att_context_size: tuple[int, int] | None = None,
     ) -> None:
+        if max_batch_size < 1 or max_wait < 0:
+            raise ValueError(
+                f"max_batch_size must be >= 1 and max_wait >= 0 (got {max_batch_size}, {max_wait})"
+            )
         if att_context_size is not None:
             if not is_cache_aware(model):
                 raise ValueError("att_context_size applies to cache-aware streaming models only")
+            choices = [list(c) for c in model.encoder.att_context_size_all]
+            if list(att_context_size) not in choices:
+                raise ValueError(
+                    f"att_context_size {list(att_context_size)} is not one of the model's {choices}"
+                )
             model.encoder.set_default_att_context_size(list(att_context_size))
         self._model: EncDecRNNTModel | None = model
         self._sample_rate = int(model.cfg.sample_rate)
@@ -151,10 +173,13 @@ class ParakeetEngine:
         self._streaming = streaming or StreamingConfig()
         # cache-aware models stream natively (their chunking comes from the encoder); others are buffered
         self._chunking = chunking_of(model) if is_cache_aware(model) else None
+        self._end_tokens = end_of_utterance_ids(model.tokenizer)
         self._cond = threading.Condition()
         self._requests: collections.deque[_Request] = collections.deque()
         self._streams: dict[EngineStream, None] = {}  # insertion-ordered set
+        self._rounds = 0  # scheduling rounds, for round-robin fairness
         self._steps = 0
+        self._compute_seconds = 0.0
         self._batch_sizes: collections.deque[int] = collections.deque(maxlen=_RECENT_STEPS)
         self._step_seconds: collections.deque[float] = collections.deque(maxlen=_RECENT_STEPS)
         self._closed = False
@@ -220,9 +245,19 @@ class ParakeetEngine:
     def streaming_config(self) -> StreamingConfig:
         return self._streaming
 
+    @property
+    def max_batch_size(self) -> int:
+        return self._max_batch_size
+
+    @property
+    def max_wait(self) -> float:
+        return self._max_wait
+
     def stats(self) -> EngineStats:
         with self._cond:
-            return EngineStats(self._steps, list(self._batch_sizes), list(self._step_seconds))
+            return EngineStats(
+                self._steps, list(self._batch_sizes), list(self._step_seconds), self._compute_seconds
+            )
 
     async def transcribe(self, pcm: np.ndarray) -> Transcript:
         """Transcribe one utterance: float32 mono PCM in [-1, 1] at `sample_rate` (16 kHz for Parakeet).
@@ -371,11 +406,11 @@ class ParakeetEngine:
             # finals first (a user is waiting), then the least recently served
             ready.sort(key=lambda s: (not s._state.flushing, s._state.served))
             batch = ready[: self._max_batch_size]
-            self._steps += 1
+            self._rounds += 1
             planned: list[tuple[EngineStream, Any]] = []
             empty_finals: list[EngineStream] = []
             for stream in batch:
-                stream._state.served = self._steps
+                stream._state.served = self._rounds
                 step = stream._state.plan()
                 if step is None:
                     empty_finals.append(stream)
@@ -385,9 +420,12 @@ class ParakeetEngine:
         if planned:
             start = time.perf_counter()
             outputs = self._run_isolated(planned)
+            elapsed = time.perf_counter() - start
             with self._cond:
+                self._steps += 1
+                self._compute_seconds += elapsed
                 self._batch_sizes.append(len(planned))
-                self._step_seconds.append(time.perf_counter() - start)
+                self._step_seconds.append(elapsed)
             self._commit([(s, out) for s, out in outputs if out is not None])
 
     def _run_isolated(
@@ -417,7 +455,10 @@ class ParakeetEngine:
                 if stream.closed:
                     continue
                 update = stream._state.commit(
-                    out, sample_rate=self._sample_rate, detokenize=model.tokenizer.ids_to_text
+                    out,
+                    sample_rate=self._sample_rate,
+                    detokenize=model.tokenizer.ids_to_text,
+                    end_tokens=self._end_tokens,
                 )
                 if update is not None:
                     deliveries.append((stream, update))
@@ -556,6 +597,11 @@ class ParakeetEngine:
             hyps = model.decoding.rnnt_decoder_predictions_tensor(
                 encoder_output=encoded, encoded_lengths=encoded_len, return_hypotheses=True
             )
+        if self._end_tokens:
+            for h in hyps:
+                h.text = model.tokenizer.ids_to_text(
+                    [t for t in h.y_sequence.tolist() if t not in self._end_tokens]
+                )
         return [(h.text, float(np.mean(h.word_confidence)) if h.word_confidence else 0.0) for h in hyps]
 
     def _pad(self, clips: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -593,24 +639,58 @@ def _clone(value: Any) -> Any:
     return value
 
 
-_engines: dict[tuple[str, str, str], ParakeetEngine] = {}
+_engines: dict[tuple[Any, ...], ParakeetEngine] = {}
 _engines_lock = threading.RLock()
 
 
-def load_engine(model: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "float32") -> ParakeetEngine:
-    """The process-wide engine for (model, device, dtype), loaded and warmed up on first use. Blocking: call
-    it from a thread. Raises ModelLoadError with a one-line explanation when the model cannot be loaded."""
+def load_engine(
+    model: str = DEFAULT_MODEL,
+    device: str = "auto",
+    dtype: str = "float32",
+    *,
+    streaming: StreamingConfig | None = None,
+    att_context_size: tuple[int, int] | None = None,
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+    max_wait: float = DEFAULT_MAX_WAIT,
+    cuda_graphs: bool = True,
+) -> ParakeetEngine:
+    """The process-wide engine for `model` with these options (see `ParakeetEngine`; `cuda_graphs`: NeMo's
+    CUDA-graph decoder, off on CPU), loaded and warmed up on first use; other options give another engine.
+    Blocking: call it from a thread. Raises ModelLoadError with a one-line explanation when the model
+    cannot be loaded or the options do not fit it."""
     dev = resolve_device(device)
     if dev.type == "cuda" and dev.index is None:
         dev = torch.device("cuda", torch.cuda.current_device())
     compute_dtype = resolve_dtype(dtype, dev)
-    key = (model, str(dev), str(compute_dtype))
+    streaming = streaming or StreamingConfig()
+    cuda_graphs = cuda_graphs and dev.type == "cuda"
+    key = (
+        model,
+        str(dev),
+        str(compute_dtype),
+        streaming,
+        att_context_size,
+        max_batch_size,
+        max_wait,
+        cuda_graphs,
+    )
     with _engines_lock:  # also serialises loading, so concurrent callers never load the same model twice
         engine = _engines.get(key)
         if engine is None or engine.closed:
-            engine = ParakeetEngine(
-                load_asr_model(model, dev), model_name=model, device=dev, dtype=compute_dtype
-            )
+            asr = load_asr_model(model, dev, cuda_graphs=cuda_graphs)
+            try:
+                engine = ParakeetEngine(
+                    asr,
+                    model_name=model,
+                    device=dev,
+                    dtype=compute_dtype,
+                    max_batch_size=max_batch_size,
+                    max_wait=max_wait,
+                    streaming=streaming,
+                    att_context_size=att_context_size,
+                )
+            except ValueError as e:
+                raise ModelLoadError(f"STT model {model!r}: {e}") from e
             logger.info("STT engine %r: %s", model, engine.describe())
             try:
                 engine.warmup()

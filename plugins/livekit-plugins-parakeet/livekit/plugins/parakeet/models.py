@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -14,8 +14,11 @@ from .log import logger
 
 if TYPE_CHECKING:
     from nemo.collections.asr.models import ASRModel
+    from omegaconf import DictConfig
 
 DEFAULT_MODEL = "nvidia/parakeet-tdt-0.6b-v2"
+# parakeet_realtime_eou emits <EOU> at the end of each utterance and <EOB> at a backchannel's end
+END_OF_UTTERANCE_TOKENS = ("<EOU>", "<EOB>")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -62,10 +65,11 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return resolved
 
 
-def load_asr_model(model: str, device: torch.device) -> ASRModel:
+def load_asr_model(model: str, device: torch.device, *, cuda_graphs: bool = True) -> ASRModel:
     """Load `model` onto `device`, ready for greedy batched inference (blocking; seconds to minutes).
 
     `model` is a path to a ``.nemo`` file, one of `synthetic.SYNTHETIC_MODELS` or a Hugging Face name.
+    `cuda_graphs`: decode with NeMo's CUDA-graph label-looping decoder (CUDA only; off on CPU).
     """
     try:
         from nemo.collections.asr.models import ASRModel
@@ -100,7 +104,7 @@ def load_asr_model(model: str, device: torch.device) -> ASRModel:
                 "(network, or a pre-filled HF cache with HF_HUB_OFFLINE=1)"
             ) from e
 
-    _prepare_for_inference(asr, model)
+    _prepare_for_inference(asr, model, cuda_graphs=cuda_graphs and device.type == "cuda")
     logger.info(
         "STT model %r loaded: %s, %.1fM params, %d Hz, on %s",
         model,
@@ -119,21 +123,21 @@ def _restore(asr_cls: type[ASRModel], path: Path, device: torch.device) -> ASRMo
         raise ModelLoadError(f"could not restore STT model from {str(path)!r}: {_short(e)}") from e
 
 
-def _prepare_for_inference(asr: ASRModel, model: str) -> None:
-    from nemo.collections.asr.models import EncDecHybridRNNTCTCModel, EncDecRNNTModel
+def end_of_utterance_ids(tokenizer: Any) -> frozenset[int]:
+    """Ids of the vocabulary's END_OF_UTTERANCE_TOKENS (none for most models)."""
+    vocab = set(tokenizer.vocab)
+    return frozenset(tokenizer.token_to_id(t) for t in END_OF_UTTERANCE_TOKENS if t in vocab)
+
+
+def decoding_config(asr: ASRModel, *, cuda_graphs: bool) -> DictConfig:
+    """A copy of the model's decoding config for greedy batched label-looping decoding."""
     from omegaconf import open_dict
 
-    if not isinstance(asr, EncDecRNNTModel):
-        raise ModelLoadError(
-            f"STT model {model!r} is a {type(asr).__name__}; only transducer (RNNT/TDT) models are supported"
-        )
-    asr.eval()
-    asr.preprocessor.featurizer.dither = 0.0
-    asr.preprocessor.featurizer.pad_to = 0
     cfg = copy.deepcopy(asr.cfg.decoding)
     with open_dict(cfg):
         cfg.strategy = "greedy_batch"
         cfg.greedy.loop_labels = True
+        cfg.greedy.use_cuda_graph_decoder = cuda_graphs
         cfg.fused_batch_size = -1
         cfg.confidence_cfg = {
             "preserve_frame_confidence": True,
@@ -142,6 +146,20 @@ def _prepare_for_inference(asr: ASRModel, model: str) -> None:
             "aggregation": "min",
             "method_cfg": {"name": "max_prob"},
         }
+    return cfg
+
+
+def _prepare_for_inference(asr: ASRModel, model: str, *, cuda_graphs: bool) -> None:
+    from nemo.collections.asr.models import EncDecHybridRNNTCTCModel, EncDecRNNTModel
+
+    if not isinstance(asr, EncDecRNNTModel):
+        raise ModelLoadError(
+            f"STT model {model!r} is a {type(asr).__name__}; only transducer (RNNT/TDT) models are supported"
+        )
+    asr.eval()
+    asr.preprocessor.featurizer.dither = 0.0
+    asr.preprocessor.featurizer.pad_to = 0
+    cfg = decoding_config(asr, cuda_graphs=cuda_graphs)
     if isinstance(asr, EncDecHybridRNNTCTCModel):
         asr.change_decoding_strategy(cfg, decoder_type="rnnt", verbose=False)
     else:

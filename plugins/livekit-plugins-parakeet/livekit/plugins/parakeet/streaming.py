@@ -5,7 +5,9 @@ chunk's encoder frames, carrying the label-looping decoder state from one chunk 
 context improves the chunk's frames and is decoded again as part of the next chunk. A flush ends the
 segment: one last step over whatever audio is left (with no right context) gives the final transcript, and
 the next segment starts fresh, so a segment is transcribed like an offline utterance starting at its first
-sample. This module is pure bookkeeping (numpy, under the engine's lock); the torch work is in engine.py.
+sample. Models whose vocabulary has end-of-utterance markers (``<EOU>``) also end an utterance where they
+emit one: a final comes out at once, and the stream goes on without a reset, as the model was trained. This
+module is pure bookkeeping (numpy, under the engine's lock); the torch work is in engine.py.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ class StreamUpdate:
     """seconds since the stream opened up to which audio was decoded"""
     frames_encoded: int
     """encoder frames computed for this segment so far, context windows included"""
+    end_of_utterance: bool = False
+    """a final because the model emitted its end-of-utterance token, not because of a flush"""
 
 
 @dataclass
@@ -97,6 +101,8 @@ class StreamState:
     received: int = 0
     """absolute sample index of the end of the audio received"""
     segment_start: int = 0
+    utterance_start: int = 0
+    """where the current transcript starts: the segment's start or the last end-of-utterance token"""
     committed: int = 0
     """absolute sample index up to which the segment is decoded"""
     flushes: collections.deque[int] = field(default_factory=collections.deque)
@@ -155,40 +161,60 @@ class StreamState:
         )
 
     def commit(
-        self, out: StepOutput | None, *, sample_rate: int, detokenize: Callable[[list[int]], str]
+        self,
+        out: StepOutput | None,
+        *,
+        sample_rate: int,
+        detokenize: Callable[[list[int]], str],
+        end_tokens: frozenset[int] = frozenset(),
     ) -> StreamUpdate | None:
-        """Apply a step's result (None: a final over an empty segment); returns the update to deliver."""
+        """Apply a step's result (None: a final over an empty segment); returns the update to deliver.
+        `end_tokens`: the model's end-of-utterance markers (never part of the text)."""
         final, end = self.inflight_final, self.inflight_end
         assert end is not None, "commit without plan"
         self.inflight_end = None
-        changed = False
+        changed = end_of_utterance = False
+        rest: tuple[list[int], list[float]] = ([], [])
         if out is not None:
             self.stats.steps += 1
             self.stats.frames_encoded += out.frames_encoded
             self.segment_frames += out.frames_encoded
             self.decoder_state = out.decoder_state
-            self.tokens += out.tokens
-            self.confidences += out.confidences
-            changed = bool(out.tokens)
+            tokens, confidences = out.tokens, out.confidences
+            cut = next((k for k, t in enumerate(tokens) if t in end_tokens), None)
+            # a marker ends the utterance if words came before it (after a flush, the segment ends anyway)
+            if cut is not None and not final and (self.tokens or cut > 0):
+                end_of_utterance = True
+                # words after the marker (same step) begin the next utterance
+                rest = _words(tokens[cut + 1 :], confidences[cut + 1 :], end_tokens)
+                tokens, confidences = tokens[:cut], confidences[:cut]
+            tokens, confidences = _words(tokens, confidences, end_tokens)
+            self.tokens += tokens
+            self.confidences += confidences
+            changed = bool(tokens)
         if final:
             self.flushes.popleft()
         update = StreamUpdate(
             text=detokenize(self.tokens) if self.tokens else "",
-            final=final,
+            final=final or end_of_utterance,
             confidence=float(np.mean(self.confidences)) if self.confidences and self.tokens else 0.0,
-            start_time=self.segment_start / sample_rate,
+            start_time=self.utterance_start / sample_rate,
             end_time=end / sample_rate,
             frames_encoded=self.segment_frames,
+            end_of_utterance=end_of_utterance,
         )
         self.committed = end
         if final:
             self._start_segment(end)
+        elif end_of_utterance:
+            self.utterance_start = end
+            self.tokens, self.confidences = rest
         self._trim()
-        return update if final or changed else None
+        return update if update.final or changed else None
 
     def _start_segment(self, at: int) -> None:
         self.stats.segments += 1
-        self.segment_start = at
+        self.segment_start = self.utterance_start = at
         self.decoder_state = None
         self.tokens = []
         self.confidences = []
@@ -201,3 +227,11 @@ class StreamState:
         if drop > 0:
             self.buffer = self.buffer[drop:]
             self.origin = keep_from
+
+
+def _words(
+    tokens: list[int], confidences: list[float], end_tokens: frozenset[int]
+) -> tuple[list[int], list[float]]:
+    """`tokens` and their confidences without end-of-utterance markers."""
+    keep = [k for k, t in enumerate(tokens) if t not in end_tokens]
+    return [tokens[k] for k in keep], [confidences[k] for k in keep if k < len(confidences)]

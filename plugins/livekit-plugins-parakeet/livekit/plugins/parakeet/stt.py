@@ -159,7 +159,8 @@ class STT(stt.STT):
 
 
 class SpeechStream(stt.RecognizeStream):
-    """One live stream on the shared engine. Events per segment (a flush ends one): START_OF_SPEECH with
+    """One live stream on the shared engine. Events per segment (a flush ends one; so does the model's
+    end-of-utterance token, for models that have one, without waiting for the flush): START_OF_SPEECH with
     the first words, INTERIM_TRANSCRIPT when a step changes the text, then FINAL_TRANSCRIPT (possibly
     empty), END_OF_SPEECH if words were heard, and RECOGNITION_USAGE with the segment's audio duration."""
 
@@ -226,7 +227,7 @@ class SpeechStream(stt.RecognizeStream):
                     raise _api_error(item)
                 else:
                     self._emit(item)
-                    flushes -= item.final
+                    flushes -= item.final and not item.end_of_utterance
         finally:
             stream.close()
             await utils.aio.cancel_and_wait(feeder)

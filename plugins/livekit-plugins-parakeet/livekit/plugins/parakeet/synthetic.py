@@ -6,9 +6,16 @@ prediction network and a TDT joint (durations 0..4), decoded greedily with label
 * ``synthetic-tiny``: about 0.1M parameters, for tests on CPU.
 * ``synthetic-full``: the published 0.6b dimensions (same FLOPs as the real model), for GPU timing.
 * ``synthetic-tiny-cache-aware``: the tiny model with a cache-aware streaming encoder (causal subsampling
-  and convolutions, chunked_limited attention with look-aheads [70,1]/[70,6]/[70,0]). Only the joint is
-  wired as below: its live attention and convolutions exercise the streaming caches, and its words then
-  depend on context too (silence right after sound still says words).
+  and convolutions, chunked_limited attention with look-aheads [70,1]/[70,6]/[70,0]) and, like
+  nvidia/parakeet_realtime_eou_120m-v1, ``<EOU>``/``<EOB>`` end-of-utterance tokens in its vocabulary
+  (never emitted as wired). Only the joint is wired as below: its live attention and convolutions exercise
+  the streaming caches, and its words then depend on context too (silence right after sound still says
+  words).
+* ``synthetic-tiny-eou``: the cache-aware tiny model wired like the parakeet-tdt ones below (local layers),
+  that also says ``<EOU>`` in silence, as nvidia/parakeet_realtime_eou_120m-v1 does after an utterance:
+  end-of-utterance detection, deterministically.
+* ``synthetic-full-cache-aware``: the same at the 0.6b dimensions (like nemotron-speech-streaming-en-0.6b:
+  24 layers, d_model 1024), for GPU timing of the cache-aware family.
 
 Random weights transcribe gibberish or nothing, so a few weights of the parakeet-tdt models are set (the
 modules and FLOPs stay those of the real model) to make transcripts deterministic and meaningful for tests: every 4 encoder frames (320 ms)
@@ -50,12 +57,13 @@ if TYPE_CHECKING:
 
 SYNTHETIC_WORD = "hello"
 CACHE_DIR_ENV = "PARAKEET_CACHE_DIR"
-_RECIPE_VERSION = 2  # bump when a change makes previously cached models stale
+_RECIPE_VERSION = 3  # bump when a change makes previously cached models stale
 _DURATIONS = [0, 1, 2, 3, 4]
 _WORD_DURATION = 4  # encoder frames consumed by each emitted word
 _SAMPLE_RATE = 16000
 _THRESHOLD = 0.05  # a frame says the word when its distance from silence exceeds this share of speech's
 _LOGIT_SCALE = 40.0
+_EOU_MARGIN = 0.75  # <EOU> needs a frame this much closer to silence than the word's threshold
 
 
 @dataclass(frozen=True)
@@ -69,7 +77,10 @@ class _Spec:
     joint_hidden: int
     vocab_size: int
     cache_aware: bool = False
-    """a cache-aware streaming encoder (causal, chunked_limited attention) instead of parakeet-tdt's"""
+    """a cache-aware streaming encoder (causal, chunked_limited attention) instead of parakeet-tdt's, and
+    end-of-utterance tokens in the vocabulary"""
+    eou: bool = False
+    """local layers (as parakeet-tdt's) and `<EOU>` said in silence"""
 
 
 _SPECS = {
@@ -87,6 +98,14 @@ _SPECS = {
     "synthetic-tiny-cache-aware": _Spec(
         d_model=32, n_layers=2, n_heads=2, ff_expansion=2, subsampling_channels=32,
         pred_hidden=32, joint_hidden=32, vocab_size=64, cache_aware=True,
+    ),
+    "synthetic-tiny-eou": _Spec(
+        d_model=32, n_layers=2, n_heads=2, ff_expansion=2, subsampling_channels=32,
+        pred_hidden=32, joint_hidden=32, vocab_size=64, cache_aware=True, eou=True,
+    ),
+    "synthetic-full-cache-aware": _Spec(
+        d_model=1024, n_layers=24, n_heads=8, ff_expansion=4, subsampling_channels=256,
+        pred_hidden=640, joint_hidden=640, vocab_size=1024, cache_aware=True,
     ),
 }  # fmt: skip
 
@@ -130,14 +149,17 @@ def build_synthetic_model(name: str, workdir: Path) -> EncDecRNNTBPEModel:
     outlive the model until it is saved."""
     from nemo.collections.asr.models import EncDecRNNTBPEModel
 
+    from .models import END_OF_UTTERANCE_TOKENS  # models imports this module
+
     spec = _SPECS[name]
-    tok_dir = _train_tokenizer(workdir, spec.vocab_size)
+    symbols = END_OF_UTTERANCE_TOKENS if spec.cache_aware else ()
+    tok_dir = _train_tokenizer(workdir, spec.vocab_size, symbols)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = EncDecRNNTBPEModel(cfg=_model_config(spec, tok_dir), trainer=None).eval()
-        if not spec.cache_aware:
+        if spec.eou or not spec.cache_aware:
             _make_local(model)
-        _wire_joint(model)
+        _wire_joint(model, eou_token=END_OF_UTTERANCE_TOKENS[0] if spec.eou else None)
     return model
 
 
@@ -189,7 +211,7 @@ def _corpus(n_pseudo_words: int) -> Iterator[str]:
         yield f"{SYNTHETIC_WORD} world {SYNTHETIC_WORD} there"
 
 
-def _train_tokenizer(workdir: Path, vocab_size: int) -> Path:
+def _train_tokenizer(workdir: Path, vocab_size: int, symbols: tuple[str, ...]) -> Path:
     import sentencepiece as spm
 
     text = workdir / "text.txt"
@@ -199,10 +221,11 @@ def _train_tokenizer(workdir: Path, vocab_size: int) -> Path:
     spm.SentencePieceTrainer.train(
         input=str(text), model_prefix=str(tok_dir / "tokenizer"), vocab_size=vocab_size, model_type="bpe",
         character_coverage=1.0, bos_id=-1, eos_id=-1, normalization_rule_name="nmt_nfkc_cf", minloglevel=2,
+        user_defined_symbols=list(symbols),
     )  # fmt: skip
     pieces = [line.split("\t")[0] for line in (tok_dir / "tokenizer.vocab").read_text().splitlines()]
     # NeMo's vocab.txt convention: word-initial pieces without the marker, the rest with a "##" prefix
-    vocab = [p[1:] if p.startswith("▁") else f"##{p}" for p in pieces if p != "<unk>"]
+    vocab = [p[1:] if p.startswith("▁") else p if p in symbols else f"##{p}" for p in pieces if p != "<unk>"]
     (tok_dir / "vocab.txt").write_text("\n".join(vocab) + "\n")
     return tok_dir
 
@@ -287,8 +310,9 @@ def _encode(model: EncDecRNNTBPEModel, audio: np.ndarray) -> torch.Tensor:
     return encoded[0].T
 
 
-def _wire_joint(model: EncDecRNNTBPEModel) -> None:
-    """The joint's last layer outputs [token logits (V), blank, duration logits (5)]."""
+def _wire_joint(model: EncDecRNNTBPEModel, *, eou_token: str | None) -> None:
+    """The joint's last layer outputs [token logits (V), blank, duration logits (5)]. `eou_token`'s logit is
+    the word's, negated, less a margin: it wins over blank only in (near-)digital silence."""
     from .synthetic_audio import speech_like
 
     ids = model.tokenizer.text_to_ids(SYNTHETIC_WORD)
@@ -316,3 +340,7 @@ def _wire_joint(model: EncDecRNNTBPEModel) -> None:
         out.bias[ids[0]] = -_LOGIT_SCALE * _THRESHOLD
         out.bias[vocab + 1 : vocab + 1 + len(_DURATIONS)] = 0.0
         out.bias[vocab + 1 + _DURATIONS.index(_WORD_DURATION)] = 10.0
+        if eou_token is not None:
+            end = model.tokenizer.token_to_id(eou_token)
+            out.weight[end] = -out.weight[ids[0]]
+            out.bias[end] = -out.bias[ids[0]] - _EOU_MARGIN * _LOGIT_SCALE * _THRESHOLD

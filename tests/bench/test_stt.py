@@ -1,0 +1,72 @@
+"""`voice-agent bench stt`: the real benchmark on synthetic-tiny, short, and its CLI's JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent.bench import stt
+from tests.loop_probe import LoopLagProbe
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    stt.add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+@pytest.fixture
+def no_dotenv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Settings read `.env` from the working directory: run where there is none."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+async def test_two_streams_on_synthetic_tiny(no_dotenv: Path) -> None:
+    async with LoopLagProbe() as probe:
+        result = await stt.run(parse("--streams", "2", "--seconds", "6", "--device", "cpu"))
+
+    assert (result["model"], result["family"], result["device"]) == ("synthetic-tiny", "buffered", "cpu")
+    assert (result["streams"], result["seconds"]) == (2, 6.0)
+    assert result["errors"] == []
+    assert len(result["finals_per_stream"]) == 2 and min(result["finals_per_stream"]) >= 1
+    assert result["finals"] == result["utterances"]
+    latency = result["final_latency_ms"]
+    assert 0 < latency["p50"] <= latency["p95"]
+    assert 0 < result["step_latency_ms"]["p50"] <= result["step_latency_ms"]["p95"]
+    assert result["steps"] > 0 and result["mean_batch_size"] >= 1
+    assert result["rtfx"] > 0
+    assert result["audio_seconds"] >= 2 * 1.5  # each stream: at least one utterance and its VAD silence
+    assert result["gpu_mem_mb"] is None
+    assert probe.max_gap < 0.5  # real-time pacing on the loop, model work on the engine thread
+    table = stt.format_table(result)
+    assert "final latency" in table and "synthetic-tiny" in table
+
+
+async def test_cache_aware_flag_picks_the_cache_aware_synthetic_model(no_dotenv: Path) -> None:
+    result = await stt.run(parse("--streams", "1", "--seconds", "3", "--device", "cpu", "--cache-aware"))
+    assert (result["model"], result["family"]) == ("synthetic-tiny-cache-aware", "cache-aware")
+    assert result["finals"] == result["utterances"] >= 1
+
+
+def test_cli_prints_one_json_object(no_dotenv: Path) -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("VOICE_AGENT_")}
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "voice-agent"), "--log-level", "ERROR", "bench", "stt", "--json"]
+        + ["--streams", "1", "--seconds", "2", "--device", "cpu"],
+        env=clean | {"HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout)  # stdout holds the result alone
+    assert result["benchmark"] == "stt" and result["streams"] == 1 and result["finals"] >= 1
+    assert {"final_latency_ms", "step_latency_ms", "rtfx", "mean_batch_size", "gpu_mem_mb"} <= result.keys()
