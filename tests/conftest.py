@@ -11,25 +11,25 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # synthetic .nemo models are cached here instead of the user's ~/.cache
 os.environ.setdefault("PARAKEET_CACHE_DIR", tempfile.mkdtemp(prefix="parakeet-cache-"))
 
-from collections.abc import AsyncIterator, Callable  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
 
-import pytest  # noqa: E402
-from aiohttp import web  # noqa: E402
+import pytest
+from aiohttp import web
 
-from agent.models import Models, load_models  # noqa: E402
-from agent.settings import Settings  # noqa: E402
-from tests.fakes.openai_server import ScriptedLLMServer  # noqa: E402
+from agent.models import Models, load_models
+from agent.settings import Settings
+from tests.fakes.openai_server import ScriptedLLMServer
 
 
 def make_settings(**overrides: Any) -> Settings:
-    base: dict[str, Any] = dict(
-        stt_model="synthetic-tiny",
-        tts_model="synthetic-tiny",
-        device="cpu",
-        groq_api_key="test-key",
-    )
+    base: dict[str, Any] = {
+        "stt_model": "synthetic-tiny",
+        "tts_model": "synthetic-tiny",
+        "device": "cpu",
+        "groq_api_key": "test-key",
+    }
     return Settings(_env_file=None, **(base | overrides))  # type: ignore[call-arg]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from types import TracebackType
+from typing import Self
 
 
 class LoopLagProbe:
@@ -15,7 +16,7 @@ class LoopLagProbe:
         self.gaps: list[float] = []
         self._task: asyncio.Task[None] | None = None
 
-    async def __aenter__(self) -> LoopLagProbe:
+    async def __aenter__(self) -> Self:
         self._task = asyncio.create_task(self._tick())
         return self
 

@@ -108,9 +108,8 @@ async def test_bad_requests_are_400(start_web: GetApp, kwargs: dict[str, Any], n
 
 async def test_web_only_app_offers_rooms_and_no_embedded_calls(start_web: GetApp) -> None:
     base = await start_web(room_settings())
-    async with aiohttp.ClientSession() as http:
-        async with http.get(base + "/api/config") as r:
-            config = await r.json()
+    async with aiohttp.ClientSession() as http, http.get(base + "/api/config") as r:
+        config = await r.json()
     assert config["embedded"] is False and config["room"] is True
     assert config["livekit_client_url"].endswith("livekit-client.esm.mjs")
     async with aiohttp.ClientSession() as http:

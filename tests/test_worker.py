@@ -155,7 +155,8 @@ async def test_drains_on_sigterm(worker: Worker) -> None:
     assert not server.worker_closed.is_set()
 
     await server.terminate(job.id)
-    returncode = await asyncio.wait_for(worker.process.wait(), 60)
+    await server.refuse_rooms()  # a job stuck connecting would otherwise take ~20 s to give up
+    returncode = await asyncio.wait_for(worker.process.wait(), 120)
     assert returncode == 0, worker.log.read_text()[-3000:]
     ended = {
         m.update_job.job_id: m.update_job.status

@@ -32,19 +32,21 @@ async def test_two_streams_on_synthetic_tiny(no_dotenv: Path) -> None:
     async with LoopLagProbe() as probe:
         result = await stt.run(parse("--streams", "2", "--seconds", "6", "--device", "cpu"))
 
-    assert (result["model"], result["family"], result["device"]) == ("synthetic-tiny", "buffered", "cpu")
-    assert (result["streams"], result["seconds"]) == (2, 6.0)
-    assert result["errors"] == []
-    assert len(result["finals_per_stream"]) == 2 and min(result["finals_per_stream"]) >= 1
-    assert result["finals"] == result["utterances"]
+    identity = (result["model"], result["family"], result["device"])
+    assert identity == ("synthetic-tiny", "buffered", "cpu"), result
+    assert (result["streams"], result["seconds"]) == (2, 6.0), result
+    assert result["errors"] == [], result
+    assert len(result["finals_per_stream"]) == 2 and min(result["finals_per_stream"]) >= 1, result
+    assert result["finals"] == result["utterances"], result
     latency = result["final_latency_ms"]
-    assert 0 < latency["p50"] <= latency["p95"]
-    assert 0 < result["step_latency_ms"]["p50"] <= result["step_latency_ms"]["p95"]
-    assert result["steps"] > 0 and result["mean_batch_size"] >= 1
-    assert result["rtfx"] > 0
-    assert result["audio_seconds"] >= 2 * 1.5  # each stream: at least one utterance and its VAD silence
-    assert result["gpu_mem_mb"] is None
-    assert probe.max_gap < 0.5  # real-time pacing on the loop, model work on the engine thread
+    assert 0 < latency["p50"] <= latency["p95"], result
+    assert 0 < result["step_latency_ms"]["p50"] <= result["step_latency_ms"]["p95"], result
+    assert result["steps"] > 0 and result["mean_batch_size"] >= 1, result
+    assert result["rtfx"] > 0, result
+    # each stream: at least one utterance and its VAD silence
+    assert result["audio_seconds"] >= 2 * 1.5, result
+    assert result["gpu_mem_mb"] is None, result
+    assert probe.max_gap < 0.5, probe.max_gap  # real-time pacing on the loop, model work on the engine thread
     table = stt.format_table(result)
     assert "final latency" in table and "synthetic-tiny" in table
 

@@ -95,7 +95,7 @@ async def test_browser_joins_a_livekit_room_with_a_token(clips_dir: Path, tmp_pa
     web_dir = tmp_path / "web"
     shutil.copytree(WEB_DIR, web_dir)
     shutil.copy(LIVEKIT_CLIENT, web_dir / "livekit-client.esm.mjs")
-    livekit = await FakeLiveKitServer().start()
+    livekit = await FakeLiveKitServer(rtc_v1=True).start()
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None,
         livekit_url=livekit.url,

@@ -24,9 +24,13 @@ API_SECRET = "test-api-secret-that-is-at-least-32-chars"
 
 
 class FakeLiveKitServer:
-    def __init__(self) -> None:
+    def __init__(self, *, rtc_v1: bool = False) -> None:
+        """`rtc_v1`: also answer livekit-client 2.x's `/rtc/v1` (the Rust SDK then skips its `/rtc` fallback)."""
+        self.rtc_v1 = rtc_v1
         self.received: list[tuple[float, agent.WorkerMessage]] = []
         self.rtc_tokens: list[str] = []
+        self._rtc_sockets: set[web.WebSocketResponse] = set()
+        self._rtc_open = True
         self.worker_closed = asyncio.Event()
         self._ws: web.WebSocketResponse | None = None
         self._connected = asyncio.Event()
@@ -42,7 +46,8 @@ class FakeLiveKitServer:
         app = web.Application()
         app.router.add_get("/agent", self._agent)
         app.router.add_get("/rtc", self._rtc)
-        app.router.add_get("/rtc/v1", self._rtc)  # livekit-client 2.x asks for v1 first
+        if self.rtc_v1:
+            app.router.add_get("/rtc/v1", self._rtc)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -86,11 +91,23 @@ class FakeLiveKitServer:
     async def _rtc(self, request: web.Request) -> web.StreamResponse:
         auth = request.headers.get("Authorization", "").removeprefix("Bearer ")
         self.rtc_tokens.append(request.query.get("access_token") or auth)
+        if not self._rtc_open:
+            raise web.HTTPServiceUnavailable()
         ws = web.WebSocketResponse()
         await ws.prepare(request)
-        async for _ in ws:
-            pass
+        self._rtc_sockets.add(ws)
+        try:
+            async for _ in ws:
+                pass
+        finally:
+            self._rtc_sockets.discard(ws)
         return ws
+
+    async def refuse_rooms(self) -> None:
+        """Drop held room connections and refuse new ones, so jobs still connecting fail at once."""
+        self._rtc_open = False
+        for ws in list(self._rtc_sockets):
+            await ws.close()
 
     async def send(self, message: agent.ServerMessage) -> None:
         await asyncio.wait_for(self._connected.wait(), 120)
