@@ -1,0 +1,120 @@
+"""`voice-agent bench tts`: N concurrent replies against one Chatterbox engine.
+
+Each stream speaks a reply of conversational sentences (submitted together, as the LLM's sentences arrive
+fast), all streams starting at once; then one more reply per stream is cancelled right after its first audio,
+measuring how long the engine's worker takes to stop it. Reported: first audio per reply (request →
+first PCM chunk), the real-time factor of the concurrent phase, cancel → stopped, peak GPU memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+import time
+from typing import Any
+
+from .stats import gpu_mem_mb, percentiles
+
+REPLIES = [
+    ["Sure, I can help with that.", "Your appointment is on Tuesday at three in the afternoon."],
+    ["Let me check the weather for you.", "It looks sunny today, with a high of twenty two degrees."],
+    ["Good question.", "The store opens at nine and closes at six on weekdays, and at noon on Sundays."],
+    ["I'm sorry to hear that.", "Would you like me to connect you with someone from our support team?"],
+]
+LONG_SENTENCE = (
+    "This is a long answer that keeps going for a while, so that there is plenty of work left to stop when "
+    "the caller interrupts it in the middle of a sentence."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--streams", type=int, default=1, help="concurrent replies (default 1)")
+    parser.add_argument(
+        "--model",
+        default="synthetic-tiny",
+        help="HF name, local checkpoint dir, synthetic-tiny or synthetic-full (default synthetic-tiny)",
+    )
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default VOICE_AGENT_DEVICE)")
+
+
+async def _reply(engine: Any, sentences: list[str], stream: str) -> tuple[float, float]:
+    """(first audio in ms, audio seconds) of one reply whose sentences queue on one engine stream."""
+    started = time.monotonic()
+    handles = [engine.synthesize(text, stream=stream) for text in sentences]
+    first: float | None = None
+    samples = 0
+    for handle in handles:
+        async for chunk in handle:
+            if first is None:
+                first = time.monotonic()
+            samples += len(chunk) // 2
+    assert first is not None, "the engine produced no audio"
+    return (first - started) * 1000, samples / engine.sample_rate
+
+
+async def _cancelled_replies(engine: Any, streams: int) -> list[float]:
+    """ms from cancel() (right after each reply's first audio) until the engine's worker thread stopped the
+    request (its `cancelled` count rises), one stream after the other so each stop is attributed."""
+    stops = []
+    for i in range(streams):
+        handle = engine.synthesize(LONG_SENTENCE, stream=f"cancel-{i}")
+        async for _ in handle:
+            break
+        before = engine.stats.cancelled
+        cancelled = time.monotonic()
+        handle.cancel()
+        deadline = cancelled + 60
+        while engine.stats.cancelled == before and time.monotonic() < deadline:
+            await asyncio.sleep(0.001)
+        stops.append((time.monotonic() - cancelled) * 1000)
+    return stops
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    from livekit.plugins import chatterbox
+
+    from ..settings import Settings
+
+    settings = Settings()
+    device = args.device or settings.device
+    with contextlib.redirect_stdout(sys.stderr):  # the watermarker prints at load; stdout is for the result
+        engine = await asyncio.to_thread(chatterbox.load_engine, args.model, device, settings.dtype)
+
+    started = time.monotonic()
+    replies = await asyncio.gather(
+        *(_reply(engine, REPLIES[i % len(REPLIES)], f"bench-{i}") for i in range(args.streams))
+    )
+    elapsed = time.monotonic() - started
+    audio_seconds = sum(seconds for _, seconds in replies)
+    cancels = await _cancelled_replies(engine, args.streams)
+    return {
+        "benchmark": "tts",
+        "model": engine.model_name,
+        "device": str(engine.device),
+        "streams": args.streams,
+        "first_audio_ms": percentiles([ms for ms, _ in replies]),
+        "rtf": round(elapsed / audio_seconds, 3),
+        "audio_seconds": round(audio_seconds, 2),
+        "wall_seconds": round(elapsed, 2),
+        "cancel_stop_ms": percentiles(cancels),
+        "gpu_mem_mb": gpu_mem_mb(engine.device),
+    }
+
+
+def format_table(result: dict[str, Any]) -> str:
+    first, cancel = result["first_audio_ms"], result["cancel_stop_ms"]
+    rows = [
+        ("model", f"{result['model']} on {result['device']}"),
+        ("streams", str(result["streams"])),
+        ("first audio p50 / p95", f"{first['p50']} / {first['p95']} ms"),
+        (
+            "real-time factor",
+            f"{result['rtf']} ({result['audio_seconds']} s audio in {result['wall_seconds']} s)",
+        ),
+        ("cancel → stopped p50 / p95", f"{cancel['p50']} / {cancel['p95']} ms"),
+        ("peak GPU memory", "n/a (CPU)" if result["gpu_mem_mb"] is None else f"{result['gpu_mem_mb']} MB"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
