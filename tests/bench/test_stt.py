@@ -9,8 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from agent.bench import stt
 from tests.loop_probe import LoopLagProbe
 
@@ -19,13 +17,6 @@ def parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     stt.add_arguments(parser)
     return parser.parse_args(list(argv))
-
-
-@pytest.fixture
-def no_dotenv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Settings read `.env` from the working directory: run where there is none."""
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 async def test_two_streams_on_synthetic_tiny(no_dotenv: Path) -> None:

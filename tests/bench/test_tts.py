@@ -9,8 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from agent.bench import tts
 
 
@@ -18,13 +16,6 @@ def parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     tts.add_arguments(parser)
     return parser.parse_args(list(argv))
-
-
-@pytest.fixture
-def no_dotenv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Settings read `.env` from the working directory: run where there is none."""
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 async def test_two_concurrent_replies(no_dotenv: Path) -> None:
