@@ -31,7 +31,8 @@ $(INSTALLED): pyproject.toml plugins/*/pyproject.toml infra/python/constraints.t
 
 $(TEST_TOOLS):
 	$(SUDO) apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends espeak-ng sox chromium npm
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends espeak-ng sox chromium
+	command -v npm >/dev/null || DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends npm
 	# the browser room-mode test serves livekit-client itself (no CDN in tests)
 	npm install --silent --no-audit --no-fund --prefix $(VENV)/npm livekit-client@2.23.0
 	touch $@
