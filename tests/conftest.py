@@ -11,7 +11,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # synthetic .nemo models are cached here instead of the user's ~/.cache
 os.environ.setdefault("PARAKEET_CACHE_DIR", tempfile.mkdtemp(prefix="parakeet-cache-"))
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from aiohttp import web
 
 from agent.models import Models, load_models
 from agent.settings import Settings
+from tests.fakes.loopback import serve
 from tests.fakes.openai_server import ScriptedLLMServer
 
 
@@ -46,28 +47,34 @@ async def llm_server() -> AsyncIterator[ScriptedLLMServer]:
 
 
 StartServer = Callable[..., Any]
+ServeApp = Callable[[web.Application], Awaitable[str]]
 
 
 @pytest.fixture
-async def start_agent(models: Models, llm_server: ScriptedLLMServer) -> AsyncIterator[StartServer]:
-    """`await start_agent(**settings)` runs the embedded app on 127.0.0.1 and returns its base URL."""
-    from agent.embedded import create_app
-
+async def serve_app() -> AsyncIterator[ServeApp]:
+    """`await serve_app(app)` serves an aiohttp app on 127.0.0.1 until the test ends; returns its base URL."""
     runners: list[web.AppRunner] = []
 
-    async def start(**overrides: Any) -> str:
-        settings = make_settings(llm_base_url=llm_server.base_url, **overrides)
-        runner = web.AppRunner(create_app(settings, models))
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
+    async def start(app: web.Application) -> str:
+        runner, port = await serve(app)
         runners.append(runner)
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         return f"http://127.0.0.1:{port}"
 
     yield start
     for runner in runners:
         await runner.cleanup()
+
+
+@pytest.fixture
+async def start_agent(models: Models, llm_server: ScriptedLLMServer, serve_app: ServeApp) -> StartServer:
+    """`await start_agent(**settings)` runs the embedded app on 127.0.0.1 and returns its base URL."""
+    from agent.embedded import create_app
+
+    async def start(**overrides: Any) -> str:
+        settings = make_settings(llm_base_url=llm_server.base_url, **overrides)
+        return await serve_app(create_app(settings, models))
+
+    return start
 
 
 @pytest.fixture(scope="session")

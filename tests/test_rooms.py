@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 import jwt
 import pytest
-from aiohttp import web
 from livekit import api
 
 from agent.embedded import create_app
 from agent.settings import Settings
+from tests.conftest import ServeApp
 
 KEY, SECRET = "APItest", "a-test-secret-that-is-long-enough-for-livekit"
 
@@ -32,20 +32,13 @@ def room_settings(**overrides: Any) -> Settings:
 
 
 @pytest.fixture
-async def start_web() -> AsyncIterator[GetApp]:
-    runners: list[web.AppRunner] = []
+def start_web(serve_app: ServeApp) -> GetApp:
+    """`await start_web(settings)`: the app without models (`voice-agent web`) on loopback; its base URL."""
 
     async def start(settings: Settings) -> str:
-        runner = web.AppRunner(create_app(settings, None))
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        runners.append(runner)
-        return f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+        return await serve_app(create_app(settings, None))
 
-    yield start
-    for runner in runners:
-        await runner.cleanup()
+    return start
 
 
 async def post(url: str, **kwargs: Any) -> tuple[int, Any]:

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from agent.bench import stt
+from tests.bench.cli import bench_json
 from tests.loop_probe import LoopLagProbe
 
 
@@ -51,17 +48,6 @@ async def test_cache_aware_flag_picks_the_cache_aware_synthetic_model(no_dotenv:
 
 
 def test_cli_prints_one_json_object(no_dotenv: Path) -> None:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("VOICE_AGENT_")}
-    proc = subprocess.run(
-        [str(Path(sys.executable).parent / "voice-agent"), "--log-level", "ERROR", "bench", "stt", "--json"]
-        + ["--streams", "1", "--seconds", "2", "--device", "cpu"],
-        env=clean | {"HF_HUB_OFFLINE": "1"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    result = json.loads(proc.stdout)  # stdout holds the result alone
+    result = bench_json("stt", "--streams", "1", "--seconds", "2", "--device", "cpu")
     assert result["benchmark"] == "stt" and result["streams"] == 1 and result["finals"] >= 1
     assert {"final_latency_ms", "step_latency_ms", "rtfx", "mean_batch_size", "gpu_mem_mb"} <= result.keys()

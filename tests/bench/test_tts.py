@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from agent.bench import tts
+from tests.bench.cli import bench_json
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -32,17 +29,6 @@ async def test_two_concurrent_replies(no_dotenv: Path) -> None:
 
 
 def test_cli_prints_one_json_object(no_dotenv: Path) -> None:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("VOICE_AGENT_")}
-    proc = subprocess.run(
-        [str(Path(sys.executable).parent / "voice-agent"), "--log-level", "ERROR", "bench", "tts", "--json"]
-        + ["--streams", "1", "--device", "cpu"],
-        env=clean | {"HF_HUB_OFFLINE": "1"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    result = json.loads(proc.stdout)  # stdout holds the result alone
+    result = bench_json("tts", "--streams", "1", "--device", "cpu")
     assert result["benchmark"] == "tts" and result["streams"] == 1
     assert {"first_audio_ms", "rtf", "cancel_stop_ms", "gpu_mem_mb"} <= result.keys()

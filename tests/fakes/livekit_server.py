@@ -19,6 +19,8 @@ from aiohttp import WSMsgType, web
 from livekit import api
 from livekit.protocol import agent, models
 
+from tests.fakes.loopback import serve
+
 API_KEY = "test-api-key"
 API_SECRET = "test-api-secret-that-is-at-least-32-chars"
 
@@ -48,11 +50,7 @@ class FakeLiveKitServer:
         app.router.add_get("/rtc", self._rtc)
         if self.rtc_v1:
             app.router.add_get("/rtc/v1", self._rtc)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve(app, access_log=None)
         return self
 
     async def aclose(self) -> None:
