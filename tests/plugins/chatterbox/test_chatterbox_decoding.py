@@ -1,6 +1,9 @@
-"""The token-by-token T3 decoder matches chatterbox's own T3.inference / inference_turbo, seed for seed."""
+"""The token-by-token T3 decoder matches chatterbox's own T3.inference / inference_turbo, seed for seed, and a
+batch of utterances decodes exactly what each decodes alone."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -26,6 +29,11 @@ def tiny_t3(name: str) -> T3:
     return t3
 
 
+def decode(utterance: decoding.Utterance) -> list[int]:
+    """All tokens of one utterance, decoded alone."""
+    return decode_together([lambda: utterance], [0])[0][0]
+
+
 def condition(t3: T3) -> T3Cond:
     generator = torch.Generator().manual_seed(1)
     return T3Cond(
@@ -44,7 +52,7 @@ def test_original_matches_upstream_inference(cfg_weight: float) -> None:
     params = decoding.SamplingParams.for_variant("original", temperature=0.8, cfg_weight=cfg_weight)
     with torch.inference_mode():
         torch.manual_seed(3)
-        ours = list(decoding.speech_tokens(t3, condition(t3), text, "original", params, max_new_tokens=40))
+        ours = decode(decoding.Utterance(t3, condition(t3), text, "original", params, max_new_tokens=40))
         torch.manual_seed(3)
         theirs = t3.inference(
             t3_cond=condition(t3),
@@ -65,7 +73,7 @@ def test_turbo_matches_upstream_inference_turbo() -> None:
     params = decoding.SamplingParams.for_variant("turbo", temperature=0.8, cfg_weight=0.5)
     with torch.inference_mode():
         torch.manual_seed(3)
-        ours = list(decoding.speech_tokens(t3, condition(t3), TEXT, "turbo", params, max_new_tokens=41))
+        ours = decode(decoding.Utterance(t3, condition(t3), TEXT, "turbo", params, max_new_tokens=41))
         torch.manual_seed(3)
         theirs = t3.inference_turbo(
             condition(t3),
@@ -86,8 +94,8 @@ def test_without_cfg_one_row_and_length_rule() -> None:
     rule = synthetic.SpeechLengthRule(tokens_per_char=1.5, stop_token=t3.hp.stop_speech_token)
     params = decoding.SamplingParams.for_variant("original", temperature=0.8, cfg_weight=0.0)
     with torch.inference_mode():
-        tokens = list(
-            decoding.speech_tokens(
+        tokens = decode(
+            decoding.Utterance(
                 t3,
                 condition(t3),
                 decoding.text_tokens(t3, TEXT, "original"),
@@ -108,8 +116,8 @@ def test_bfloat16_t3_decodes(name: str) -> None:
     params = decoding.SamplingParams.for_variant(variant, temperature=0.8, cfg_weight=0.5)
     torch.manual_seed(4)
     with torch.inference_mode():
-        tokens = list(
-            decoding.speech_tokens(
+        tokens = decode(
+            decoding.Utterance(
                 t3,
                 condition(t3).to(dtype=torch.bfloat16),
                 decoding.text_tokens(t3, TEXT, variant),
@@ -119,3 +127,68 @@ def test_bfloat16_t3_decodes(name: str) -> None:
             )
         )
     assert 0 < len(tokens) <= 12
+
+
+Decoded = tuple[list[int], list[torch.Tensor]]
+
+
+def decode_together(utterances: list[Callable[[], decoding.Utterance]], join_at: list[int]) -> list[Decoded]:
+    """Tokens and per-step logits of utterances decoded in one DecodeBatch, each joining at its step."""
+    batch = decoding.DecodeBatch(utterances[0]()._t3)
+    results: list[Decoded] = [([], []) for _ in utterances]
+    active: dict[int, decoding.Utterance] = {}
+    step = 0
+    while step == 0 or active:
+        for i, make in enumerate(utterances):
+            if join_at[i] == step:
+                active[i] = make()
+                batch.add(active[i])
+        for i, member in list(active.items()):
+            results[i][1].append(member.logits)
+            token = member.sample()
+            if token is None:
+                batch.remove(member)
+                del active[i]
+            else:
+                results[i][0].append(token)
+        if active:
+            assert len(batch) == len(active)
+            batch.forward()
+        step += 1
+    return results
+
+
+@pytest.mark.parametrize("name", ["tiny", "turbo-tiny"])
+def test_a_batch_decodes_what_each_utterance_decodes_alone(name: str) -> None:
+    """Utterances join and leave a running batch with different prompt lengths (padding on either side),
+    CFG pairs next to single rows; with a generator each, every one gets exactly its tokens and logits alone."""
+    t3 = tiny_t3(name)
+    variant = "turbo" if name.startswith("turbo") else "original"
+    texts = [TEXT[:, :4], TEXT[:, :16], TEXT[:, :24]]
+    cfg_weights = [0.5, 0.0, 0.3]
+    lengths = [40, 12, 30]  # the length rule holds the stop token back until then
+    join_at = [0, 0, 5]
+    rule = synthetic.SpeechLengthRule(tokens_per_char=1.0, stop_token=t3.hp.stop_speech_token)
+
+    def utterance(i: int) -> Callable[[], decoding.Utterance]:
+        params = decoding.SamplingParams.for_variant(variant, temperature=0.8, cfg_weight=cfg_weights[i])
+        return lambda: decoding.Utterance(
+            t3,
+            condition(t3),
+            decoding.text_tokens(t3, texts[i], variant),
+            variant,
+            params,
+            logits_rule=rule.for_text("x" * lengths[i]),
+            generator=torch.Generator().manual_seed(10 + i),
+        )
+
+    with torch.inference_mode():
+        alone = [decode_together([utterance(i)], [0])[0] for i in range(3)]
+        batched = decode_together([utterance(i) for i in range(3)], join_at)
+
+    for (tokens, logits), (alone_tokens, alone_logits) in zip(batched, alone, strict=True):
+        assert tokens == alone_tokens
+        assert all(
+            torch.allclose(a, b, rtol=1e-4, atol=1e-3) for a, b in zip(logits, alone_logits, strict=True)
+        )
+    assert [len(tokens) for tokens, _ in alone] == lengths

@@ -9,8 +9,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from chatterbox_helpers import expected_seconds, fail_vocoder_once, frame_energies
 from livekit.plugins import chatterbox
+from livekit.plugins.chatterbox.models import load_model
 
 from tests.loop_probe import LoopLagProbe
 
@@ -64,6 +66,8 @@ async def test_cancel_stops_running_work_and_drops_queued_requests(
         handle.cancel()
     for handle in (running, *queued):
         assert len(await collect(handle)) == 0
+    await asyncio.gather(*(handle.stopped() for handle in (running, *queued)))
+    assert engine.stats.cancelled - before.cancelled == 1
 
     # the worker drops cancelled work before each step: once a later request is done, it has been dropped
     assert len(await collect(engine.synthesize("Done."))) > 0
@@ -96,6 +100,49 @@ async def test_failure_is_reported_and_the_engine_keeps_serving(
         await collect(engine.synthesize("This one fails."))
     assert engine.stats.failed - failed_before == 1
     assert len(await collect(engine.synthesize("This one works."))) > 0
+
+
+async def test_a_failure_fails_only_its_own_stream(
+    engine: chatterbox.ChatterboxEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fail_vocoder_once(engine, monkeypatch)
+    texts = ["One of us fails.", "One of us fails too."]
+    results = await asyncio.gather(*(collect(engine.synthesize(t)) for t in texts), return_exceptions=True)
+    failed = [r for r in results if isinstance(r, chatterbox.SynthesisError)]
+    spoken = [(t, r) for t, r in zip(texts, results, strict=True) if isinstance(r, np.ndarray)]
+    assert len(failed) == 1 and "vocoder exploded" in str(failed[0])
+    [(text, pcm)] = spoken
+    assert len(pcm) / 24000 == pytest.approx(expected_seconds(text))
+
+
+async def test_streams_running_together_are_batched_and_sound_as_they_do_alone() -> None:
+    # synthetic-tiny's speech head has zero weights: its tokens ignore what T3 computes. This test's own copy
+    # gets random ones, so that a batching mistake (padding, positions, other streams' caches) changes tokens.
+    model = await asyncio.to_thread(load_model, "synthetic-tiny", "cpu")
+    with torch.no_grad():
+        model.tts.t3.speech_head.weight.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(0))
+    engine = chatterbox.ChatterboxEngine(model)
+    texts = ["A first reply, longer than the others.", "Second one.", "A third, in between."]
+
+    def synthesize(i: int, seed: int) -> chatterbox.SynthesisHandle:
+        return engine.synthesize(texts[i], seed=seed, watermark=False, chunk_tokens=(40,))
+
+    try:
+        alone = [await collect(synthesize(i, i)) for i in range(3)]
+        assert engine.stats.max_batch == 1
+        together = await asyncio.gather(*(collect(synthesize(i, i)) for i in range(3)))
+        stats = engine.stats
+        # the seed is what makes them equal: another seed, other tokens, other audio
+        other = await collect(synthesize(1, 7))
+    finally:
+        await asyncio.to_thread(engine.close)
+
+    assert stats.max_batch == 3
+    assert stats.decode_steps < stats.tokens
+    for text, pcm, pcm_alone in zip(texts, together, alone, strict=True):
+        assert len(pcm) / 24000 == pytest.approx(expected_seconds(text))
+        assert np.allclose(pcm, pcm_alone, atol=2)
+    assert not np.allclose(other, together[1], atol=2)
 
 
 async def test_closed_engine_refuses_requests(engine: chatterbox.ChatterboxEngine) -> None:

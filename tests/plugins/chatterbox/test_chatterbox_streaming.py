@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -23,15 +22,14 @@ class EventLog:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.events: list[str] = []
-        real = decoding.speech_tokens
+        real = decoding.Utterance.sample
 
-        def logged(*args: Any, **kwargs: Any) -> Iterator[int]:
-            for token in real(*args, **kwargs):
-                self.events.append("token")
-                yield token
-            self.events.append("stop")
+        def logged(utterance: decoding.Utterance) -> int | None:
+            token = real(utterance)
+            self.events.append("token" if token is not None else "stop")
+            return token
 
-        monkeypatch.setattr(decoding, "speech_tokens", logged)
+        monkeypatch.setattr(decoding.Utterance, "sample", logged)
 
     def watch(self, handle: chatterbox.SynthesisHandle, name: str) -> chatterbox.SynthesisHandle:
         deliver = handle._deliver
@@ -99,12 +97,14 @@ async def test_cancel_stops_generation_within_one_chunk(engine: chatterbox.Chatt
     before = engine.stats
     handle = engine.synthesize(LONG, chunk_tokens=(10, 15))
     first = await handle.__anext__()
+    cancelled_at = time.monotonic()
     handle.cancel()
     at_cancel = engine.stats
     assert [chunk async for chunk in handle] == []  # no audio after cancel
 
-    await wait_until(lambda: engine.stats.cancelled > before.cancelled)
+    assert await handle.stopped() >= cancelled_at
     after = engine.stats
+    assert after.cancelled - before.cancelled == 1
     assert len(first) > 0
     assert after.tokens - at_cancel.tokens <= 15  # at most the rest of the chunk in progress
     assert after.chunks - at_cancel.chunks <= 1  # at most the chunk being vocoded
@@ -149,9 +149,13 @@ def test_final_flow_matches_chatterbox(engine: chatterbox.ChatterboxEngine) -> N
     tokens = torch.randint(0, 6561, (30,), generator=generator)
     noise = torch.randn(1, 80, 60, generator=generator)
     chunked = vocoder.ChunkVocoder(s3gen, ref, n_timesteps=2, meanflow=False)
-    chunked._tokens, chunked._noise = tokens, noise  # the noise upstream gets too
+    n_prompt = ref["prompt_feat"].shape[1]
+    torch.manual_seed(7)
+    upstream_noise = torch.randn(1, 80, n_prompt + 60)  # upstream draws the prompt frames' noise itself
+    # the noise upstream gets too
+    chunked._tokens, chunked._noise = tokens, noise
+    chunked._prompt_noise = upstream_noise[:, :, :n_prompt]
     with torch.inference_mode():
-        torch.manual_seed(7)
         ours = chunked._flow(final=True)
         torch.manual_seed(7)
         theirs, _ = s3gen.flow.inference(

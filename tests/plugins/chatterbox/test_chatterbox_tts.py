@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -158,13 +157,15 @@ async def test_first_frame_is_pushed_before_the_sentence_is_synthesized(
     engine: chatterbox.ChatterboxEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     t3_done: list[float] = []
-    speech_tokens = decoding.speech_tokens
+    sample = decoding.Utterance.sample
 
-    def timed(*args: Any, **kwargs: Any) -> Iterator[int]:
-        yield from speech_tokens(*args, **kwargs)
-        t3_done.append(time.monotonic())
+    def timed(utterance: decoding.Utterance) -> int | None:
+        token = sample(utterance)
+        if token is None:
+            t3_done.append(time.monotonic())
+        return token
 
-    monkeypatch.setattr(decoding, "speech_tokens", timed)
+    monkeypatch.setattr(decoding.Utterance, "sample", timed)
     stream = chatterbox.TTS(engine=engine, chunk_tokens=(20,)).stream()
     stream.push_text("This single sentence is long enough for four chunks.")
     stream.end_input()

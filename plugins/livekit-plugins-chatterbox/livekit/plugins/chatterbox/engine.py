@@ -1,12 +1,13 @@
 """ChatterboxEngine: one model on one device, served by one worker thread to any number of streams.
 
 All torch work happens on the worker thread (in inference mode); audio goes back to the requesting event loop
-through a SynthesisHandle. A request is one text, synthesized in chunk steps: T3 generates the next chunk of
-speech tokens (a small first chunk, larger later ones), which is vocoded at once (vocoder.ChunkVocoder) and
-delivered. Requests of one stream (the sentences of a reply) run one after another; the worker gives the
-streams turns, one chunk step each, and a stream that just arrived goes first, so a new reply's first audio
-waits for at most one chunk step of each other stream.
-Cancellation is checked between T3 tokens and between steps.
+through a SynthesisHandle. A request is one text, synthesized in chunks: T3 generates speech tokens, and each
+time a chunk is full (a small first chunk, larger later ones) it is vocoded at once (vocoder.ChunkVocoder) and
+delivered. Requests of one stream (the sentences of a reply) run one after another; the heads of all streams
+run together. Each worker step samples one token for every decoding request and runs their T3 forward passes
+as one batch (decoding.DecodeBatch); a request that arrives joins at the next step after its prompt pass,
+so a new reply's first chunk waits for at most one chunk of each other stream. Then the chunks that are
+full are vocoded one by one, first chunks first. Cancellation is checked at every step and between chunks.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import asyncio
 import itertools
 import queue
 import threading
+import time
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -58,6 +60,10 @@ class EngineStats:
     chunks: int = 0
     """chunks of audio vocoded"""
     audio_seconds: float = 0.0
+    decode_steps: int = 0
+    """batched T3 forward passes (one per token step, whatever the number of requests in it)"""
+    max_batch: int = 0
+    """most requests in one T3 forward pass"""
 
 
 class _End:
@@ -73,6 +79,8 @@ class _Sink(Protocol):
 
     def _deliver(self, item: _Item) -> None: ...
 
+    def _release(self) -> None: ...
+
 
 class SynthesisHandle:
     """One request's audio: int16 mono PCM chunks at 24 kHz, read with `async for` on the loop that made it.
@@ -86,6 +94,7 @@ class SynthesisHandle:
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._cancelled = threading.Event()
         self._finished = False
+        self._stopped: asyncio.Future[float] = loop.create_future()
 
     @property
     def cancelled(self) -> bool:
@@ -100,6 +109,22 @@ class SynthesisHandle:
     def _deliver(self, item: _Item) -> None:
         if not self._cancelled.is_set():
             self._post(item)
+
+    async def stopped(self) -> float:
+        """Wait until the engine has let go of this request: finished, failed, or after cancel(), its work
+        stopped (or dropped from the queue). Returns that moment, in time.monotonic() seconds."""
+        return await asyncio.shield(self._stopped)
+
+    def _release(self) -> None:
+        at = time.monotonic()
+        try:
+            self._loop.call_soon_threadsafe(self._set_stopped, at)
+        except RuntimeError:  # the consumer's loop is closed
+            pass
+
+    def _set_stopped(self, at: float) -> None:
+        if not self._stopped.done():
+            self._stopped.set_result(at)
 
     def _post(self, item: _Item) -> None:
         try:
@@ -135,6 +160,9 @@ class _WarmupSink:
         if not isinstance(item, bytes):
             self.done.set()
 
+    def _release(self) -> None:
+        self.done.set()
+
 
 @dataclass
 class _Request:
@@ -146,14 +174,47 @@ class _Request:
     chunk_tokens: tuple[int, ...]
     stream: str
     sink: _Sink
+    seed: int | None = None
+
+
+class _Utterance:
+    """A started request's synthesis state: its T3 decoding, its vocoder and the chunk being filled."""
+
+    def __init__(
+        self, decoder: decoding.Utterance, vocoder: ChunkVocoder, chunk_tokens: tuple[int, ...]
+    ) -> None:
+        self.decoder = decoder
+        self.vocoder = vocoder
+        self._sizes = itertools.chain(chunk_tokens, itertools.repeat(chunk_tokens[-1]))
+        self.size = next(self._sizes)
+        self.chunk: list[int] = []
+        self.spoken = 0
+        """speech tokens vocoded so far"""
+        self.final = False
+        """T3 has stopped: the chunk being filled is the last"""
+
+    @property
+    def ready(self) -> bool:
+        return self.final or len(self.chunk) >= self.size
+
+    def next_chunk(self) -> None:
+        self.spoken += len(self.chunk)
+        self.chunk = []
+        self.size = next(self._sizes)
 
 
 @dataclass
 class _Job:
-    """A request on the worker thread: `steps` runs one chunk step per next()."""
+    """A request on the worker thread."""
 
     request: _Request
-    steps: Iterator[bytes] | None = None
+    utterance: _Utterance | None = None
+    started: bool = False
+    done: bool = False
+
+    @property
+    def decoding(self) -> bool:
+        return self.utterance is not None and not self.utterance.final and not self.done
 
 
 class ChatterboxEngine:
@@ -167,6 +228,7 @@ class ChatterboxEngine:
         self._punc_norm: Callable[[str], str] = punc_norm
         self._model = model
         self._voices = VoiceCache(model)
+        self._batch = decoding.DecodeBatch(model.tts.t3)  # the worker thread's
         self._requests: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._stats = EngineStats()
         self._lock = threading.Lock()
@@ -210,6 +272,7 @@ class ChatterboxEngine:
         watermark: bool = True,
         chunk_tokens: Sequence[int] = DEFAULT_CHUNK_TOKENS,
         stream: str | None = None,
+        seed: int | None = None,
     ) -> SynthesisHandle:
         """Queue `text`; read the audio from the returned handle. Call from a running event loop.
 
@@ -218,7 +281,9 @@ class ChatterboxEngine:
         chunk_tokens: speech tokens per chunk step, first chunk first (the last size repeats); a chunk's audio
             is delivered as soon as it is vocoded.
         stream: requests with the same stream id run in submission order (the sentences of one reply); other
-            streams take turns with them chunk by chunk. None: a stream of its own.
+            streams run alongside, their T3 steps batched. None: a stream of its own.
+        seed: makes this request's sampling and vocoder noise reproducible (the same audio whatever runs
+            alongside it); None draws from the global RNG.
         """
         if not chunk_tokens or min(chunk_tokens) < 1:
             raise ValueError("chunk_tokens must be positive token counts")
@@ -236,6 +301,7 @@ class ChatterboxEngine:
                 tuple(chunk_tokens),
                 stream or handle.request_id,
                 handle,
+                seed,
             )
         )
         return handle
@@ -273,22 +339,33 @@ class ChatterboxEngine:
             setattr(self._stats, name, getattr(self._stats, name) + amount)
 
     def _serve(self) -> None:
-        # stream id -> its requests, oldest first; dict order is the round-robin order
+        # stream id -> its requests, oldest first; the head of each stream is running
         streams: OrderedDict[str, deque[_Job]] = OrderedDict()
         with torch.inference_mode():
             while self._admit(streams):
                 self._drop_cancelled(streams)
-                if not streams:
-                    continue
-                stream, jobs = streams.popitem(last=False)
-                if self._step(jobs[0]):
-                    jobs.popleft()
-                if jobs:
-                    streams[stream] = jobs  # to the back of the line
+                heads = [jobs[0] for jobs in streams.values()]
+                for job in heads:
+                    if not job.started:
+                        self._start(job)
+                self._decode_step([job for job in heads if job.decoding])
+                # first chunks first: they are what a listener is waiting for
+                ready = [job for job in heads if not job.done and job.utterance and job.utterance.ready]
+                for job in sorted(
+                    ready, key=lambda job: job.utterance is not None and job.utterance.spoken > 0
+                ):
+                    if not (job.request.sink.cancelled or self._closed):
+                        self._vocode(job)
+                for stream, jobs in list(streams.items()):
+                    if jobs[0].done:
+                        jobs.popleft()
+                    if not jobs:
+                        del streams[stream]
             error = SynthesisError(f"Chatterbox engine for {self.model_name!r} was closed")
             for jobs in streams.values():
                 for job in jobs:
                     job.request.sink._deliver(error)
+                    job.request.sink._release()
 
     def _admit(self, streams: OrderedDict[str, deque[_Job]]) -> bool:
         """Move submitted requests to their streams, waiting for one when idle; False once closing."""
@@ -302,7 +379,7 @@ class ChatterboxEngine:
                 return False
             if request.stream not in streams:
                 streams[request.stream] = deque()
-                streams.move_to_end(request.stream, last=False)  # a new reply's first chunk goes next
+                streams.move_to_end(request.stream, last=False)  # a new reply starts first
             streams[request.stream].append(_Job(request))
             block = False
 
@@ -310,86 +387,125 @@ class ChatterboxEngine:
         for stream, jobs in list(streams.items()):
             for job in [job for job in jobs if job.request.sink.cancelled]:
                 jobs.remove(job)
-                if job.steps is None:
-                    self._count("dropped")
-                else:
-                    job.steps.close()
+                if job.started:
+                    self._leave(job)
                     self._count("cancelled")
+                else:
+                    self._count("dropped")
+                job.request.sink._release()
             if not jobs:
                 del streams[stream]
 
-    def _step(self, job: _Job) -> bool:
-        """One chunk step of `job`; True when the job is over."""
-        request, sink = job.request, job.request.sink
-        if job.steps is None:
-            self._count("started")
-            job.steps = self._chunks(request, lambda: sink.cancelled or self._closed)
-        try:
-            pcm = next(job.steps)
-        except StopIteration:
-            if self._closed:
-                self._count("cancelled")
-                sink._deliver(SynthesisError("Chatterbox engine was closed"))
-            elif sink.cancelled:
-                self._count("cancelled")
-            else:
-                self._count("completed")
-                sink._deliver(_End())
-            return True
-        except Exception as e:  # noqa: BLE001 - one failed request must not stop the engine
-            self._count("failed")
-            logger.exception("Chatterbox synthesis failed", extra={"text": request.text})
-            error = SynthesisError(f"Chatterbox synthesis failed: {type(e).__name__}: {e}")
-            error.__cause__ = e
-            sink._deliver(error)
-            return True
-        if pcm:
-            sink._deliver(pcm)
-        return False
-
-    def _chunks(self, request: _Request, stopped: Callable[[], bool]) -> Iterator[bytes]:
-        """The request's chunk steps: each generates the next chunk of speech tokens and yields its audio."""
+    def _start(self, job: _Job) -> None:
+        """Run the request's prompt through T3 and let it join the batch."""
+        job.started = True
+        self._count("started")
+        request = job.request
         if not request.text.strip():
-            return  # punc_norm would make Chatterbox say "You need to add some text for me to talk."
+            # punc_norm would make Chatterbox say "You need to add some text for me to talk."
+            self._finish(job)
+            return
+        try:
+            job.utterance = self._utterance(request)
+            self._batch.add(job.utterance.decoder)
+        except Exception as e:  # noqa: BLE001 - one failed request must not stop the engine
+            self._fail(job, e)
+
+    def _decode_step(self, jobs: list[_Job]) -> None:
+        """One token for each decoding job, then one T3 forward pass for those that go on."""
+        batch = self._batch
+        for job in jobs:
+            utterance = job.utterance
+            assert utterance is not None
+            try:
+                token = utterance.decoder.sample()
+            except Exception as e:  # noqa: BLE001
+                self._fail(job, e)
+                continue
+            if token is None:
+                batch.remove(utterance.decoder)
+                utterance.final = True
+                if self._model.variant == "turbo" and (utterance.spoken or utterance.chunk):
+                    from chatterbox.models.s3gen.const import S3GEN_SIL
+
+                    utterance.chunk += [S3GEN_SIL] * _TURBO_TAIL_SILENCE
+                continue
+            self._count("tokens")
+            if token < _SPEECH_CODES:
+                utterance.chunk.append(token)
+        if not len(batch):
+            return
+        with self._lock:
+            self._stats.decode_steps += 1
+            self._stats.max_batch = max(self._stats.max_batch, len(batch))
+        try:
+            batch.forward()
+        except Exception as e:  # noqa: BLE001 - a failed batch fails its requests, not the engine
+            for job in jobs:
+                if not job.done and job.utterance is not None and job.utterance.decoder in batch:
+                    self._fail(job, e)
+
+    def _vocode(self, job: _Job) -> None:
+        utterance, request = job.utterance, job.request
+        assert utterance is not None
+        try:
+            audio = utterance.vocoder.push(utterance.chunk, final=utterance.final)
+            pcm = self._pcm(audio.float().cpu().numpy(), watermark=request.watermark)
+        except Exception as e:  # noqa: BLE001
+            self._fail(job, e)
+            return
+        utterance.next_chunk()
+        if pcm:
+            request.sink._deliver(pcm)
+        if utterance.final:
+            self._finish(job)
+
+    def _finish(self, job: _Job) -> None:
+        job.done = True
+        self._count("completed")
+        job.request.sink._deliver(_End())
+        job.request.sink._release()
+
+    def _fail(self, job: _Job, e: Exception) -> None:
+        self._leave(job)
+        job.done = True
+        self._count("failed")
+        logger.exception("Chatterbox synthesis failed", extra={"text": job.request.text})
+        error = SynthesisError(f"Chatterbox synthesis failed: {type(e).__name__}: {e}")
+        error.__cause__ = e
+        job.request.sink._deliver(error)
+        job.request.sink._release()
+
+    def _leave(self, job: _Job) -> None:
+        if job.utterance is not None and job.utterance.decoder in self._batch:
+            self._batch.remove(job.utterance.decoder)
+
+    def _utterance(self, request: _Request) -> _Utterance:
         model = self._model
         conds = self._voices.get(request.voice, request.exaggeration)
         text = self._punc_norm(request.text)
         rule = model.length_rule.for_text(text) if model.length_rule is not None else None
-        tokens = decoding.speech_tokens(
-            model.tts.t3, conds.t3, self._text_tokens(text), model.variant, request.params, logits_rule=rule
-        )
         turbo = model.variant == "turbo"
+        decoder = decoding.Utterance(
+            model.tts.t3,
+            conds.t3,
+            self._text_tokens(text),
+            model.variant,
+            request.params,
+            logits_rule=rule,
+            generator=self._generator(request.seed),
+        )
         vocoder = ChunkVocoder(
             model.tts.s3gen,
             conds.gen,
             n_timesteps=model.n_cfm_timesteps or (2 if turbo else 10),
             meanflow=turbo,
+            generator=self._generator(request.seed),
         )
-        sizes = itertools.chain(request.chunk_tokens, itertools.repeat(request.chunk_tokens[-1]))
-        final = False
-        spoken = 0
-        while not final:
-            size = next(sizes)
-            chunk: list[int] = []
-            for token in tokens:
-                self._count("tokens")
-                if stopped():
-                    return
-                if token < _SPEECH_CODES:
-                    chunk.append(token)
-                if len(chunk) >= size:
-                    break
-            else:
-                final = True
-                if turbo and (spoken or chunk):
-                    from chatterbox.models.s3gen.const import S3GEN_SIL
+        return _Utterance(decoder, vocoder, request.chunk_tokens)
 
-                    chunk += [S3GEN_SIL] * _TURBO_TAIL_SILENCE
-            if stopped():
-                return
-            audio = vocoder.push(chunk, final=final)
-            spoken += len(chunk)
-            yield self._pcm(audio.float().cpu().numpy(), watermark=request.watermark)
+    def _generator(self, seed: int | None) -> torch.Generator | None:
+        return None if seed is None else torch.Generator(self._model.device).manual_seed(seed)
 
     def _text_tokens(self, text: str) -> torch.Tensor:
         tokenizer = self._model.tts.tokenizer

@@ -5,8 +5,9 @@ The scheme of CosyVoice's streaming token2wav:
   frame (its attention is not causal: context shapes the frames; the window keeps a late chunk of a long
   sentence as cheap as an early one), and keeps only the mel frames it had not produced before. Until the
   utterance is final, the frames of the last `pre_lookahead_len` tokens are left out (as `finalize=False`):
-  they depend on tokens not generated yet. The flow's noise is drawn once per utterance, so a frame gets the
-  same noise in every call.
+  they depend on tokens not generated yet. The flow's noise (prompt frames included) is drawn once per
+  utterance, from the utterance's generator when it has one, so a frame gets the same noise in every call.
+  The flow-matching loop is ours (upstream's meanflow loop prints a line and a tqdm bar per call).
 - HiFT: each call re-vocodes the previous call's last MEL_CACHE mel frames with that call's excitation signal
   (`cache_source`), so the sine source continues in phase. The audio of those frames is held back from each
   non-final chunk and crossfaded with its new rendering in the next call.
@@ -15,6 +16,7 @@ The chunks together have exactly 480 samples per mel frame, 960 per token: the l
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -45,7 +47,13 @@ class ChunkVocoder:
     """Turns one utterance's speech tokens into audio, chunk by chunk, as they are generated."""
 
     def __init__(
-        self, s3gen: S3Gen, ref: dict[str, Tensor | None], *, n_timesteps: int, meanflow: bool
+        self,
+        s3gen: S3Gen,
+        ref: dict[str, Tensor | None],
+        *,
+        n_timesteps: int,
+        meanflow: bool,
+        generator: torch.Generator | None = None,
     ) -> None:
         self._s3gen = s3gen
         self._ref = ref
@@ -55,7 +63,11 @@ class ChunkVocoder:
         self._device = s3gen.device
         self._dtype = s3gen.dtype
         self._tokens = torch.empty(0, dtype=torch.long, device=self._device)
-        self._noise = torch.empty(1, _MELS, 0, dtype=self._dtype, device=self._device)
+        self._generator = generator
+        prompt_mels = ref["prompt_feat"]
+        assert prompt_mels is not None
+        self._prompt_noise = self._randn(prompt_mels.shape[1])
+        self._noise = self._randn(0)
         self._frames = 0  # mel frames produced by the flow so far
         self._pending = torch.empty(1, _MELS, 0, dtype=self._dtype, device=self._device)
         self._cache: tuple[Tensor, Tensor, Tensor] | None = None  # last mels, their source, their audio
@@ -100,24 +112,45 @@ class ChunkVocoder:
         offset = _MELS_PER_TOKEN * start  # frame index of this window's first generated frame
         frames = offset + mu.shape[2] - n_prompt
         if frames > self._noise.shape[2]:
-            more = torch.randn(
-                1, _MELS, frames - self._noise.shape[2], dtype=self._dtype, device=self._device
-            )
-            self._noise = torch.cat([self._noise, more], dim=2)
+            self._noise = torch.cat([self._noise, self._randn(frames - self._noise.shape[2])], dim=2)
         cond = torch.zeros_like(mu)
         cond[:, :, :n_prompt] = prompt_mels.transpose(1, 2)
-        mels, _ = flow.decoder(
-            mu=mu,
-            mask=torch.ones_like(mu[:, :1]),
-            spks=speaker,
-            cond=cond,
-            n_timesteps=self._n_timesteps,
-            noised_mels=self._noise[:, :, offset:frames],
-            meanflow=self._meanflow,
-        )
+        noise = torch.cat([self._prompt_noise, self._noise[:, :, offset:frames]], dim=2)
+        mels = self._decode(noise, mu, speaker, cond)
         new = mels[:, :, n_prompt + self._frames - offset :].to(self._dtype)
         self._frames = frames
         return new
+
+    def _decode(self, noise: Tensor, mu: Tensor, speaker: Tensor, cond: Tensor) -> Tensor:
+        """CausalConditionalCFM.forward from the given noise: Euler steps (with CFG), or meanflow's steps."""
+        decoder = self._s3gen.flow.decoder
+        mask = torch.ones_like(mu[:, :1])
+        t_span = torch.linspace(0, 1, self._n_timesteps + 1, device=mu.device, dtype=mu.dtype)
+        if not self._meanflow:
+            if decoder.t_scheduler == "cosine":
+                t_span = 1 - torch.cos(t_span * 0.5 * torch.pi)
+            return decoder.solve_euler(noise, t_span=t_span, mu=mu, mask=mask, spks=speaker, cond=cond)
+        dtype = decoder.estimator.dtype
+        x, t_span, mu, mask, speaker, cond = (v.to(dtype) for v in (noise, t_span, mu, mask, speaker, cond))
+        for t, r in itertools.pairwise(t_span):
+            t, r = t[None], r[None]
+            x = x + (r - t) * decoder.estimator(x, mask=mask, mu=mu, t=t, spks=speaker, cond=cond, r=r)
+        return x.to(noise.dtype)
+
+    def _vocode(self, mels: Tensor, source: Tensor) -> tuple[Tensor, Tensor]:
+        hift = self._s3gen.mel2wav
+        if self._generator is None:
+            return hift.inference(speech_feat=mels, cache_source=source)
+        # HiFT's excitation draws from the global RNG: seed it from the utterance's generator
+        seed = int(torch.randint(2**62, (1,), device=self._device, generator=self._generator))
+        with torch.random.fork_rng(devices=[self._device] if self._device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            return hift.inference(speech_feat=mels, cache_source=source)
+
+    def _randn(self, frames: int) -> Tensor:
+        return torch.randn(
+            1, _MELS, frames, dtype=self._dtype, device=self._device, generator=self._generator
+        )
 
     def _hift(self, mels: Tensor, final: bool) -> Tensor:
         if self._cache is not None:
@@ -125,7 +158,7 @@ class ChunkVocoder:
             mels = torch.cat([cached_mels, mels], dim=2)
         else:
             source = torch.zeros(1, 1, 0, dtype=self._dtype, device=self._device)
-        wav, new_source = self._s3gen.mel2wav.inference(speech_feat=mels, cache_source=source)
+        wav, new_source = self._vocode(mels, source)
         wav = wav[0]
         if not self._faded_in:
             # as S3Gen.inference: silence and fade in the start, against spill-over from the reference clip
