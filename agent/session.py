@@ -59,6 +59,8 @@ def build_session(settings: Settings, models: Models) -> AgentSession:
             cfg_weight=settings.tts_cfg_weight,
             temperature=settings.tts_temperature,
             watermark=settings.tts_watermark,
+            chunk_tokens=settings.tts_chunk_tokens,
+            normalize_text=settings.tts_normalize_text,
             first_fragment_min_words=settings.first_fragment_min_words,
         ),
         turn_handling=turn_handling(settings),

@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     tts_cfg_weight: float = Field(default=0.5, ge=0.0, le=1.0)
     tts_temperature: float = Field(default=0.8, gt=0.0, le=2.0)
     tts_watermark: bool = True
+    tts_chunk_tokens: tuple[int, ...] = (20, 40, 80)
+    tts_normalize_text: bool = True
 
     # --- hardware ---
     device: str = "auto"
@@ -99,6 +101,13 @@ class Settings(BaseSettings):
             raise ValueError(
                 "must be [left, right] encoder frames: left > 0 (or -1 for unlimited), right >= 0"
             )
+        return v
+
+    @field_validator("tts_chunk_tokens")
+    @classmethod
+    def _check_chunk_tokens(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if not v or min(v) < 1:
+            raise ValueError("must be a list of positive speech-token counts, e.g. [20,40,80]")
         return v
 
     @field_validator("device")
