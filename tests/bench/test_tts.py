@@ -25,6 +25,7 @@ async def test_two_concurrent_replies(no_dotenv: Path) -> None:
     assert result["audio_seconds"] > 2 * 2.0, result
     assert result["rtf"] > 0, result
     assert result["gpu_mem_mb"] is None, result
+    assert result["max_batch"] == 2, result  # the two replies' token steps ran as one batch
     assert "first audio" in tts.format_table(result)
 
 

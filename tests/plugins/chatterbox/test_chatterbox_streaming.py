@@ -112,6 +112,45 @@ async def test_cancel_stops_generation_within_one_chunk(engine: chatterbox.Chatt
     assert after.tokens - before.tokens < budget / 2  # far from the whole paragraph
 
 
+async def test_a_cancelled_stream_stops_while_another_goes_on(
+    engine: chatterbox.ChatterboxEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """stopped() is when the cancelled request's last work ended: the step or chunk of it in flight at
+    cancel(), or cancel() itself when the worker was busy with another stream; none of it runs after."""
+    work: list[tuple[str, float, float]] = []  # (request text, start, end) of each piece of worker work
+
+    def timed(name: str) -> None:
+        real = getattr(engine, name)
+
+        def run(arg: Any) -> None:
+            start = time.monotonic()
+            try:
+                real(arg)
+            finally:
+                end = time.monotonic()
+                work.extend(
+                    (job.request.text, start, end) for job in (arg if isinstance(arg, list) else [arg])
+                )
+
+        monkeypatch.setattr(engine, name, run)
+
+    for name in ("_start", "_decode_step", "_vocode"):
+        timed(name)
+    other = engine.synthesize(LONG, chunk_tokens=(10, 20))
+    await other.__anext__()
+    text = "The cancelled reply would go on and on, if nobody stopped it."
+    victim = engine.synthesize(text, chunk_tokens=(10, 20))
+    await victim.__anext__()
+    victim.cancel()
+    assert [chunk async for chunk in victim] == []
+    stopped = await victim.stopped()
+    assert len(await chunks_of(other)) > 0  # the other stream went on to its end
+
+    after_cancel = [end for request, _, end in work if request == text and end >= victim.cancelled_at]
+    assert len(after_cancel) <= 1  # at most the piece in flight at cancel()
+    assert victim.cancelled_at <= stopped <= max([victim.cancelled_at, *after_cancel])
+
+
 async def test_a_second_stream_does_not_wait_for_the_first(
     engine: chatterbox.ChatterboxEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:

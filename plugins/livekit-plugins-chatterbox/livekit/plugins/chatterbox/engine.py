@@ -77,9 +77,12 @@ class _Sink(Protocol):
     @property
     def cancelled(self) -> bool: ...
 
+    @property
+    def cancelled_at(self) -> float: ...
+
     def _deliver(self, item: _Item) -> None: ...
 
-    def _release(self) -> None: ...
+    def _release(self, at: float) -> None: ...
 
 
 class SynthesisHandle:
@@ -93,6 +96,7 @@ class SynthesisHandle:
         self._loop = loop
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._cancelled = threading.Event()
+        self._cancelled_at = 0.0
         self._finished = False
         self._stopped: asyncio.Future[float] = loop.create_future()
 
@@ -100,9 +104,15 @@ class SynthesisHandle:
     def cancelled(self) -> bool:
         return self._cancelled.is_set()
 
+    @property
+    def cancelled_at(self) -> float:
+        """time.monotonic() of cancel(); 0 if not cancelled."""
+        return self._cancelled_at
+
     def cancel(self) -> None:
         """Stop the work (at the next token), or drop it if still queued, and end iteration. Any thread."""
         if not self._cancelled.is_set():
+            self._cancelled_at = time.monotonic()
             self._cancelled.set()
             self._post(_End())
 
@@ -111,12 +121,12 @@ class SynthesisHandle:
             self._post(item)
 
     async def stopped(self) -> float:
-        """Wait until the engine has let go of this request: finished, failed, or after cancel(), its work
-        stopped (or dropped from the queue). Returns that moment, in time.monotonic() seconds."""
+        """Wait until the engine has let go of this request: finished, failed, or cancelled and dropped.
+        Returns, in time.monotonic() seconds, when its last work ended: after cancel(), the end of the token
+        step or chunk of this request that was running then, or cancel() itself if none was."""
         return await asyncio.shield(self._stopped)
 
-    def _release(self) -> None:
-        at = time.monotonic()
+    def _release(self, at: float) -> None:
         try:
             self._loop.call_soon_threadsafe(self._set_stopped, at)
         except RuntimeError:  # the consumer's loop is closed
@@ -149,6 +159,7 @@ class SynthesisHandle:
 
 class _WarmupSink:
     cancelled = False
+    cancelled_at = 0.0
 
     def __init__(self) -> None:
         self.done = threading.Event()
@@ -160,7 +171,7 @@ class _WarmupSink:
         if not isinstance(item, bytes):
             self.done.set()
 
-    def _release(self) -> None:
+    def _release(self, at: float) -> None:
         self.done.set()
 
 
@@ -211,6 +222,8 @@ class _Job:
     utterance: _Utterance | None = None
     started: bool = False
     done: bool = False
+    worked_until: float = 0.0
+    """when the last piece of work for it (prompt, token step, chunk) ended"""
 
     @property
     def decoding(self) -> bool:
@@ -365,7 +378,7 @@ class ChatterboxEngine:
             for jobs in streams.values():
                 for job in jobs:
                     job.request.sink._deliver(error)
-                    job.request.sink._release()
+                    job.request.sink._release(time.monotonic())
 
     def _admit(self, streams: OrderedDict[str, deque[_Job]]) -> bool:
         """Move submitted requests to their streams, waiting for one when idle; False once closing."""
@@ -392,7 +405,8 @@ class ChatterboxEngine:
                     self._count("cancelled")
                 else:
                     self._count("dropped")
-                job.request.sink._release()
+                sink = job.request.sink
+                sink._release(max(sink.cancelled_at, job.worked_until))
             if not jobs:
                 del streams[stream]
 
@@ -410,6 +424,7 @@ class ChatterboxEngine:
             self._batch.add(job.utterance.decoder)
         except Exception as e:  # noqa: BLE001 - one failed request must not stop the engine
             self._fail(job, e)
+        job.worked_until = time.monotonic()
 
     def _decode_step(self, jobs: list[_Job]) -> None:
         """One token for each decoding job, then one T3 forward pass for those that go on."""
@@ -434,6 +449,7 @@ class ChatterboxEngine:
             if token < _SPEECH_CODES:
                 utterance.chunk.append(token)
         if not len(batch):
+            self._worked(jobs)
             return
         with self._lock:
             self._stats.decode_steps += 1
@@ -444,6 +460,13 @@ class ChatterboxEngine:
             for job in jobs:
                 if not job.done and job.utterance is not None and job.utterance.decoder in batch:
                     self._fail(job, e)
+        self._worked(jobs)
+
+    @staticmethod
+    def _worked(jobs: list[_Job]) -> None:
+        now = time.monotonic()
+        for job in jobs:
+            job.worked_until = now
 
     def _vocode(self, job: _Job) -> None:
         utterance, request = job.utterance, job.request
@@ -454,6 +477,8 @@ class ChatterboxEngine:
         except Exception as e:  # noqa: BLE001
             self._fail(job, e)
             return
+        finally:
+            job.worked_until = time.monotonic()
         utterance.next_chunk()
         if pcm:
             request.sink._deliver(pcm)
@@ -464,7 +489,7 @@ class ChatterboxEngine:
         job.done = True
         self._count("completed")
         job.request.sink._deliver(_End())
-        job.request.sink._release()
+        job.request.sink._release(time.monotonic())
 
     def _fail(self, job: _Job, e: Exception) -> None:
         self._leave(job)
@@ -474,7 +499,7 @@ class ChatterboxEngine:
         error = SynthesisError(f"Chatterbox synthesis failed: {type(e).__name__}: {e}")
         error.__cause__ = e
         job.request.sink._deliver(error)
-        job.request.sink._release()
+        job.request.sink._release(time.monotonic())
 
     def _leave(self, job: _Job) -> None:
         if job.utterance is not None and job.utterance.decoder in self._batch:
