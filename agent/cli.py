@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import faulthandler
 import importlib
 import json
 import logging
@@ -86,6 +87,8 @@ def run_worker(settings: Settings, *, dev: bool, log_format: str) -> None:
     if not settings.has_livekit:
         raise StartupError(LIVEKIT_MISSING)
     models = asyncio.run(load_models(settings))
+    # a worker that will not drain can be asked where it is stuck: `kill -USR1 <pid>` prints every thread's stack
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     level = logging.getLevelName(logger.getEffectiveLevel())
     _run_worker(build_server(settings, models), CliArgs(log_level=level, log_format=log_format, dev=dev))
 

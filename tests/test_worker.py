@@ -52,6 +52,18 @@ class Worker:
     log: Path
 
 
+async def exit_code(worker: Worker, timeout: float) -> int:
+    """The worker's exit status; a worker still running after `timeout` s fails the test with its thread stacks."""
+    try:
+        return await asyncio.wait_for(worker.process.wait(), timeout)
+    except TimeoutError:
+        worker.process.send_signal(signal.SIGUSR1)  # faulthandler: every thread's stack into the log
+        await asyncio.sleep(2.0)
+        raise AssertionError(
+            f"worker still running after {timeout} s:\n{worker.log.read_text()[-12000:]}"
+        ) from None
+
+
 @pytest.fixture(scope="module")
 async def worker(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Worker]:
     server = await FakeLiveKitServer().start()
@@ -133,6 +145,13 @@ async def test_takes_jobs_up_to_capacity_and_reports_load(worker: Worker) -> Non
     assert update.load < 1.0
     assert len(server.rtc_tokens) >= 2
 
+    # leave no call behind for the next test: the first job ends once its room connection is refused
+    await server.terminate(first.id)
+    await server.refuse_rooms()
+    ended = time.monotonic()
+    await server.wait_for("update_worker", lambda u: u.load == 0.0, after=ended, timeout=45)
+    server.hold_rooms()
+
 
 async def test_drains_on_sigterm(worker: Worker) -> None:
     server = worker.server
@@ -156,7 +175,7 @@ async def test_drains_on_sigterm(worker: Worker) -> None:
 
     await server.terminate(job.id)
     await server.refuse_rooms()  # a job stuck connecting would otherwise take ~20 s to give up
-    returncode = await asyncio.wait_for(worker.process.wait(), 120)
+    returncode = await exit_code(worker, 120)
     assert returncode == 0, worker.log.read_text()[-3000:]
     ended = {
         m.update_job.job_id: m.update_job.status

@@ -93,6 +93,9 @@ class FakeLiveKitServer:
             raise web.HTTPServiceUnavailable()
         ws = web.WebSocketResponse()
         await ws.prepare(request)
+        if not self._rtc_open:  # refused while the handshake was under way
+            await ws.close()
+            return ws
         self._rtc_sockets.add(ws)
         try:
             async for _ in ws:
@@ -106,6 +109,10 @@ class FakeLiveKitServer:
         self._rtc_open = False
         for ws in list(self._rtc_sockets):
             await ws.close()
+
+    def hold_rooms(self) -> None:
+        """Accept (and hold) room connections again after `refuse_rooms`."""
+        self._rtc_open = True
 
     async def send(self, message: agent.ServerMessage) -> None:
         await asyncio.wait_for(self._connected.wait(), 120)
