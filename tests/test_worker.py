@@ -117,6 +117,16 @@ async def test_registers_with_its_agent_name(worker: Worker) -> None:
     assert info["agent_name"] == AGENT_NAME
 
 
+async def test_writes_thread_stacks_to_its_log_on_sigusr1(worker: Worker) -> None:
+    worker.process.send_signal(signal.SIGUSR1)
+    for _ in range(50):
+        if "most recent call first" in worker.log.read_text(errors="replace"):
+            break
+        await asyncio.sleep(0.1)
+    assert "most recent call first" in worker.log.read_text(errors="replace")  # faulthandler's stack header
+    assert worker.process.returncode is None  # still serving
+
+
 async def test_takes_jobs_up_to_capacity_and_reports_load(worker: Worker) -> None:
     server = worker.server
     first, second, third = (server.job(f"J_{n}", AGENT_NAME) for n in ("first", "second", "third"))

@@ -2,8 +2,9 @@
 
 Each stream speaks a reply of conversational sentences (submitted together, as the LLM's sentences arrive
 fast), all streams starting at once; then one more reply per stream, again all at once, is cancelled right after
-its first audio, measuring how long the engine's worker takes to stop it. Reported: first audio per reply (request →
-first PCM chunk), the real-time factor of the concurrent phase, cancel → stopped, peak GPU memory.
+its first audio, measuring how long the engine's worker takes to stop it. Reported: first audio per reply (request
+→ first PCM chunk), the silence heard after it by a listener who plays each chunk as it arrives, the real-time
+factor of the concurrent phase, cancel → stopped, peak GPU memory.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import asyncio
 import contextlib
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
-from .stats import gpu_mem_mb, percentiles
+from .stats import Playout, gpu_mem_mb, percentiles
 
 REPLIES = [
     ["Sure, I can help with that.", "Your appointment is on Tuesday at three in the afternoon."],
@@ -39,19 +41,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default VOICE_AGENT_DEVICE)")
 
 
-async def _reply(engine: Any, sentences: list[str], stream: str) -> tuple[float, float]:
-    """(first audio in ms, audio seconds) of one reply whose sentences queue on one engine stream."""
+@dataclass
+class _Reply:
+    first_audio_ms: float
+    audio_seconds: float
+    stall_ms: float
+
+
+async def _reply(engine: Any, sentences: list[str], stream: str) -> _Reply:
+    """One reply whose sentences queue on one engine stream, played as its chunks arrive."""
     started = time.monotonic()
     handles = [engine.synthesize(text, stream=stream) for text in sentences]
     first: float | None = None
     samples = 0
+    playout = Playout()
     for handle in handles:
         async for chunk in handle:
-            if first is None:
-                first = time.monotonic()
+            now = time.monotonic()
+            first = first or now
             samples += len(chunk) // 2
+            playout.add(now, len(chunk) / 2 / engine.sample_rate)
     assert first is not None, "the engine produced no audio"
-    return (first - started) * 1000, samples / engine.sample_rate
+    return _Reply((first - started) * 1000, samples / engine.sample_rate, playout.stalled * 1000)
 
 
 async def _cancelled_reply(engine: Any, stream: str) -> float:
@@ -80,14 +91,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         *(_reply(engine, REPLIES[i % len(REPLIES)], f"bench-{i}") for i in range(args.streams))
     )
     elapsed = time.monotonic() - started
-    audio_seconds = sum(seconds for _, seconds in replies)
+    audio_seconds = sum(reply.audio_seconds for reply in replies)
     cancels = await asyncio.gather(*(_cancelled_reply(engine, f"cancel-{i}") for i in range(args.streams)))
     return {
         "benchmark": "tts",
         "model": engine.model_name,
         "device": str(engine.device),
         "streams": args.streams,
-        "first_audio_ms": percentiles([ms for ms, _ in replies]),
+        "first_audio_ms": percentiles([reply.first_audio_ms for reply in replies]),
+        "stall_ms": percentiles([reply.stall_ms for reply in replies]),
         "rtf": round(elapsed / audio_seconds, 3),
         "audio_seconds": round(audio_seconds, 2),
         "wall_seconds": round(elapsed, 2),
@@ -98,11 +110,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def format_table(result: dict[str, Any]) -> str:
-    first, cancel = result["first_audio_ms"], result["cancel_stop_ms"]
+    first, stall, cancel = result["first_audio_ms"], result["stall_ms"], result["cancel_stop_ms"]
     rows = [
         ("model", f"{result['model']} on {result['device']}"),
         ("streams", str(result["streams"])),
         ("first audio p50 / p95", f"{first['p50']} / {first['p95']} ms"),
+        ("silence after first audio p50 / p95", f"{stall['p50']} / {stall['p95']} ms per reply"),
         (
             "real-time factor",
             f"{result['rtf']} ({result['audio_seconds']} s audio in {result['wall_seconds']} s)",

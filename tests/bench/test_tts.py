@@ -21,6 +21,7 @@ async def test_two_concurrent_replies(no_dotenv: Path) -> None:
     first, cancel = result["first_audio_ms"], result["cancel_stop_ms"]
     assert 0 < first["p50"] <= first["p95"], result
     assert 0 <= cancel["p50"] <= cancel["p95"], result
+    assert 0 <= result["stall_ms"]["p50"] <= result["stall_ms"]["p95"], result
     # both replies' sentences, at synthetic-tiny's fixed speech-token rate per character
     assert result["audio_seconds"] > 2 * 2.0, result
     assert result["rtf"] > 0, result
@@ -32,4 +33,4 @@ async def test_two_concurrent_replies(no_dotenv: Path) -> None:
 def test_cli_prints_one_json_object(no_dotenv: Path) -> None:
     result = bench_json("tts", "--streams", "1", "--device", "cpu")
     assert result["benchmark"] == "tts" and result["streams"] == 1
-    assert {"first_audio_ms", "rtf", "cancel_stop_ms", "gpu_mem_mb"} <= result.keys()
+    assert {"first_audio_ms", "stall_ms", "rtf", "cancel_stop_ms", "gpu_mem_mb"} <= result.keys()

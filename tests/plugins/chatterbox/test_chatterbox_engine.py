@@ -12,6 +12,7 @@ import pytest
 import torch
 from chatterbox_helpers import expected_seconds, fail_vocoder_once, frame_energies
 from livekit.plugins import chatterbox
+from livekit.plugins.chatterbox import engine as engine_module
 from livekit.plugins.chatterbox.models import load_model
 
 from tests.loop_probe import LoopLagProbe
@@ -115,9 +116,13 @@ async def test_a_failure_fails_only_its_own_stream(
     assert len(pcm) / 24000 == pytest.approx(expected_seconds(text))
 
 
-async def test_streams_running_together_are_batched_and_sound_as_they_do_alone() -> None:
+async def test_streams_running_together_are_batched_and_sound_as_they_do_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # synthetic-tiny's speech head has zero weights: its tokens ignore what T3 computes. This test's own copy
     # gets random ones, so that a batching mistake (padding, positions, other streams' caches) changes tokens.
+    # Chunks are cut where they are cut alone (no early joining of flow calls), so the audio must be equal too.
+    monkeypatch.setattr(engine_module, "FLOW_JOIN_FILL", 1.0)
     model = await asyncio.to_thread(load_model, "synthetic-tiny", "cpu")
     with torch.no_grad():
         model.tts.t3.speech_head.weight.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(0))
@@ -129,7 +134,7 @@ async def test_streams_running_together_are_batched_and_sound_as_they_do_alone()
 
     try:
         alone = [await collect(synthesize(i, i)) for i in range(3)]
-        assert engine.stats.max_batch == 1
+        assert (engine.stats.max_batch, engine.stats.max_flow_batch) == (1, 1)
         together = await asyncio.gather(*(collect(synthesize(i, i)) for i in range(3)))
         stats = engine.stats
         # the seed is what makes them equal: another seed, other tokens, other audio
@@ -143,6 +148,34 @@ async def test_streams_running_together_are_batched_and_sound_as_they_do_alone()
         assert len(pcm) / 24000 == pytest.approx(expected_seconds(text))
         assert np.allclose(pcm, pcm_alone, atol=2)
     assert not np.allclose(other, together[1], atol=2)
+
+
+async def test_nearly_full_chunks_join_a_flow_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Streams a few token steps apart never have chunks due at the same step; the nearly full ones join."""
+    rows_per_call: list[int] = []
+    run_flow = engine_module.run_flow
+
+    def spy(s3gen: Any, rows: list[Any], **kwargs: Any) -> Any:
+        rows_per_call.append(len(rows))
+        return run_flow(s3gen, rows, **kwargs)
+
+    monkeypatch.setattr(engine_module, "run_flow", spy)
+    texts = ["A first reply, longer than the others.", "Second one.", "A third, in between."]
+    # an engine of its own: three streams at once would raise the shared engine's max_batch, which
+    # `bench tts` (sharing it in one test process) reports
+    engine = chatterbox.ChatterboxEngine(await asyncio.to_thread(load_model, "synthetic-tiny", "cpu"))
+    try:
+        handles = []
+        for text in texts:
+            tokens = engine.stats.tokens
+            handles.append(engine.synthesize(text, chunk_tokens=(20, 40)))
+            await wait_until(lambda t=tokens: engine.stats.tokens > t)  # the next starts a token step later
+        replies = await asyncio.gather(*map(collect, handles))
+    finally:
+        await asyncio.to_thread(engine.close)
+    assert max(rows_per_call) >= 2, rows_per_call
+    for text, pcm in zip(texts, replies, strict=True):
+        assert len(pcm) / 24000 == pytest.approx(expected_seconds(text))
 
 
 async def test_closed_engine_refuses_requests(engine: chatterbox.ChatterboxEngine) -> None:

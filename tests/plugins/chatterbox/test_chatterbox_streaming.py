@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from chatterbox_helpers import expected_seconds, frame_energies
+from chatterbox_helpers import assert_batched_flow_matches_alone, expected_seconds, frame_energies
 from livekit.plugins import chatterbox
 from livekit.plugins.chatterbox import decoding, vocoder
 
@@ -181,6 +181,10 @@ async def test_requests_of_one_stream_run_in_order(
     assert log.events.index("end 1") < log.events.index("audio 2")
 
 
+def test_batched_flow_gives_each_row_what_it_gets_alone(engine: chatterbox.ChatterboxEngine) -> None:
+    assert_batched_flow_matches_alone(engine, meanflow=False)
+
+
 def test_final_flow_matches_chatterbox(engine: chatterbox.ChatterboxEngine) -> None:
     """One final push runs the same flow maths as CausalMaskedDiffWithXvec.inference(finalize=True)."""
     s3gen, ref = engine.model.tts.s3gen, engine.model.tts.conds.gen
@@ -195,7 +199,9 @@ def test_final_flow_matches_chatterbox(engine: chatterbox.ChatterboxEngine) -> N
     chunked._tokens, chunked._noise = tokens, noise
     chunked._prompt_noise = upstream_noise[:, :, :n_prompt]
     with torch.inference_mode():
-        ours = chunked._flow(final=True)
+        row = chunked.flow_input([], final=True)
+        assert row is not None
+        (ours,) = vocoder.run_flow(s3gen, [row], n_timesteps=2, meanflow=False)
         torch.manual_seed(7)
         theirs, _ = s3gen.flow.inference(
             token=tokens.unsqueeze(0),

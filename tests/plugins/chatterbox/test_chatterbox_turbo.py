@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from chatterbox.tts_turbo import punc_norm
+from chatterbox_helpers import assert_batched_flow_matches_alone
 from livekit.plugins import chatterbox
 from livekit.plugins.chatterbox import models, synthetic
 
@@ -40,6 +41,12 @@ def turbo_engine(load_warnings: list[str]) -> Iterator[chatterbox.ChatterboxEngi
     engine = chatterbox.ChatterboxEngine(model)
     yield engine
     engine.close()
+
+
+def test_batched_meanflow_gives_each_row_what_it_gets_alone(
+    turbo_engine: chatterbox.ChatterboxEngine,
+) -> None:
+    assert_batched_flow_matches_alone(turbo_engine, meanflow=True)
 
 
 async def test_turbo_synthesizes_text_length_audio_plus_tail_silence(

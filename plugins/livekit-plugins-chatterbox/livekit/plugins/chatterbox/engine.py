@@ -6,8 +6,10 @@ time a chunk is full (a small first chunk, larger later ones) it is vocoded at o
 delivered. Requests of one stream (the sentences of a reply) run one after another; the heads of all streams
 run together. Each worker step samples one token for every decoding request and runs their T3 forward passes
 as one batch (decoding.DecodeBatch); a request that arrives joins at the next step after its prompt pass,
-so a new reply's first chunk waits for at most one chunk of each other stream. Then the chunks that are
-full are vocoded one by one, first chunks first. Cancellation is checked at every step and between chunks.
+so a new reply's first chunk waits for at most one chunk of each other stream. Then, when a chunk is full,
+it is vocoded together with the other streams' chunks that are nearly full (FLOW_JOIN_FILL), first chunks
+first: their flow steps run as one batch (vocoder.run_flow, at most MAX_FLOW_BATCH rows), then each chunk's
+HiFT pass runs and its audio is delivered at once. Cancellation is checked at every step and between chunks.
 """
 
 from __future__ import annotations
@@ -29,12 +31,17 @@ import torch
 from . import decoding
 from .log import logger
 from .models import DEFAULT_MODEL, LoadedModel, ModelLoadError, load_model, resolve_device
-from .vocoder import ChunkVocoder
+from .vocoder import ChunkVocoder, FlowInput, run_flow
 from .voices import VoiceCache
 
 SAMPLE_RATE = 24000  # S3Gen output rate
 DEFAULT_CHUNK_TOKENS = (20, 40, 80)
 """Speech tokens (40 ms each) per chunk step: the first, the second, ...; the last size repeats."""
+MAX_FLOW_BATCH = 16
+"""Most chunks in one batched flow call; the chunks after them wait for the HiFT passes of these."""
+FLOW_JOIN_FILL = 0.75
+"""A chunk this full joins a flow call that runs for another stream's full chunk: streams that started a few
+token steps apart would otherwise never have a chunk due at the same step."""
 _SPEECH_CODES = 6561  # S3 tokenizer codebook; larger ids are T3 control tokens
 _TURBO_TAIL_SILENCE = 3  # Turbo's generate() ends every utterance on 3 silence tokens
 _WARMUP_TEXT = "Hello, this is a warm-up."
@@ -64,6 +71,8 @@ class EngineStats:
     """batched T3 forward passes (one per token step, whatever the number of requests in it)"""
     max_batch: int = 0
     """most requests in one T3 forward pass"""
+    max_flow_batch: int = 0
+    """most chunks in one flow call"""
 
 
 class _End:
@@ -204,9 +213,9 @@ class _Utterance:
         self.final = False
         """T3 has stopped: the chunk being filled is the last"""
 
-    @property
-    def ready(self) -> bool:
-        return self.final or len(self.chunk) >= self.size
+    def ready(self, fill: float = 1.0) -> bool:
+        """The chunk being filled is due for vocoding: complete, or at least `fill` full."""
+        return self.final or len(self.chunk) >= fill * self.size
 
     def next_chunk(self) -> None:
         self.spoken += len(self.chunk)
@@ -242,6 +251,8 @@ class ChatterboxEngine:
         self._model = model
         self._voices = VoiceCache(model)
         self._batch = decoding.DecodeBatch(model.tts.t3)  # the worker thread's
+        self._meanflow = model.variant == "turbo"
+        self._flow_steps = model.n_cfm_timesteps or (2 if self._meanflow else 10)
         self._requests: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._stats = EngineStats()
         self._lock = threading.Lock()
@@ -295,8 +306,9 @@ class ChatterboxEngine:
             is delivered as soon as it is vocoded.
         stream: requests with the same stream id run in submission order (the sentences of one reply); other
             streams run alongside, their T3 steps batched. None: a stream of its own.
-        seed: makes this request's sampling and vocoder noise reproducible (the same audio whatever runs
-            alongside it); None draws from the global RNG.
+        seed: makes this request's sampling and vocoder noise reproducible: the same speech tokens whatever
+            runs alongside it, and the same audio unless its chunks joined other streams' flow calls early
+            (FLOW_JOIN_FILL), which moves chunk boundaries; None draws from the global RNG.
         """
         if not chunk_tokens or min(chunk_tokens) < 1:
             raise ValueError("chunk_tokens must be positive token counts")
@@ -362,13 +374,13 @@ class ChatterboxEngine:
                     if not job.started:
                         self._start(job)
                 self._decode_step([job for job in heads if job.decoding])
+                ready = self._ready(heads, fill=1.0)
+                if ready:
+                    ready = self._ready(heads, fill=FLOW_JOIN_FILL)
                 # first chunks first: they are what a listener is waiting for
-                ready = [job for job in heads if not job.done and job.utterance and job.utterance.ready]
-                for job in sorted(
-                    ready, key=lambda job: job.utterance is not None and job.utterance.spoken > 0
-                ):
-                    if not (job.request.sink.cancelled or self._closed):
-                        self._vocode(job)
+                ready.sort(key=lambda job: job.utterance is not None and job.utterance.spoken > 0)
+                for first in range(0, len(ready), MAX_FLOW_BATCH):
+                    self._vocode(ready[first : first + MAX_FLOW_BATCH])
                 for stream, jobs in list(streams.items()):
                     if jobs[0].done:
                         jobs.popleft()
@@ -379,6 +391,10 @@ class ChatterboxEngine:
                 for job in jobs:
                     job.request.sink._deliver(error)
                     job.request.sink._release(time.monotonic())
+
+    @staticmethod
+    def _ready(heads: list[_Job], fill: float) -> list[_Job]:
+        return [job for job in heads if not job.done and job.utterance and job.utterance.ready(fill)]
 
     def _admit(self, streams: OrderedDict[str, deque[_Job]]) -> bool:
         """Move submitted requests to their streams, waiting for one when idle; False once closing."""
@@ -468,11 +484,47 @@ class ChatterboxEngine:
         for job in jobs:
             job.worked_until = now
 
-    def _vocode(self, job: _Job) -> None:
+    def _vocode(self, jobs: list[_Job]) -> None:
+        """Vocode the chunks of these jobs: their flow steps as one batch, then one by one, HiFT and delivery."""
+        jobs = [job for job in jobs if not (job.request.sink.cancelled or self._closed)]
+        rows: dict[int, FlowInput] = {}
+        for job in jobs:
+            utterance = job.utterance
+            assert utterance is not None
+            try:
+                row = utterance.vocoder.flow_input(utterance.chunk, final=utterance.final)
+            except Exception as e:  # noqa: BLE001 - one failed request must not stop the engine
+                self._fail(job, e)
+                continue
+            if row is not None:
+                rows[id(job)] = row
+        mels: dict[int, torch.Tensor] = {}
+        if rows:
+            with self._lock:
+                self._stats.max_flow_batch = max(self._stats.max_flow_batch, len(rows))
+            try:
+                frames = run_flow(
+                    self._model.tts.s3gen,
+                    list(rows.values()),
+                    n_timesteps=self._flow_steps,
+                    meanflow=self._meanflow,
+                )
+            except Exception as e:  # noqa: BLE001 - a failed batch fails its requests, not the engine
+                for job in jobs:
+                    if id(job) in rows:
+                        self._fail(job, e)
+            else:
+                mels = dict(zip(rows, frames, strict=True))
+            self._worked(jobs)
+        for job in jobs:
+            if not (job.done or job.request.sink.cancelled or self._closed):
+                self._deliver_chunk(job, mels.get(id(job)))
+
+    def _deliver_chunk(self, job: _Job, mels: torch.Tensor | None) -> None:
         utterance, request = job.utterance, job.request
         assert utterance is not None
         try:
-            audio = utterance.vocoder.push(utterance.chunk, final=utterance.final)
+            audio = utterance.vocoder.vocode(mels, final=utterance.final)
             pcm = self._pcm(audio.float().cpu().numpy(), watermark=request.watermark)
         except Exception as e:  # noqa: BLE001
             self._fail(job, e)
@@ -510,7 +562,6 @@ class ChatterboxEngine:
         conds = self._voices.get(request.voice, request.exaggeration)
         text = self._punc_norm(request.text)
         rule = model.length_rule.for_text(text) if model.length_rule is not None else None
-        turbo = model.variant == "turbo"
         decoder = decoding.Utterance(
             model.tts.t3,
             conds.t3,
@@ -523,8 +574,8 @@ class ChatterboxEngine:
         vocoder = ChunkVocoder(
             model.tts.s3gen,
             conds.gen,
-            n_timesteps=model.n_cfm_timesteps or (2 if turbo else 10),
-            meanflow=turbo,
+            n_timesteps=self._flow_steps,
+            meanflow=self._meanflow,
             generator=self._generator(request.seed),
         )
         return _Utterance(decoder, vocoder, request.chunk_tokens)
