@@ -105,6 +105,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "wall_seconds": round(elapsed, 2),
         "cancel_stop_ms": percentiles(list(cancels)),
         "max_batch": engine.stats.max_batch,
+        "max_flow_batch": engine.stats.max_flow_batch,
         "gpu_mem_mb": gpu_mem_mb(engine.device),
     }
 
@@ -122,6 +123,7 @@ def format_table(result: dict[str, Any]) -> str:
         ),
         ("cancel → stopped p50 / p95", f"{cancel['p50']} / {cancel['p95']} ms"),
         ("most streams in one T3 step", str(result["max_batch"])),
+        ("most chunks in one flow call", str(result["max_flow_batch"])),
         ("peak GPU memory", "n/a (CPU)" if result["gpu_mem_mb"] is None else f"{result['gpu_mem_mb']} MB"),
     ]
     width = max(len(name) for name, _ in rows)

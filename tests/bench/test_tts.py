@@ -27,6 +27,7 @@ async def test_two_concurrent_replies(no_dotenv: Path) -> None:
     assert result["rtf"] > 0, result
     assert result["gpu_mem_mb"] is None, result
     assert result["max_batch"] == 2, result  # the two replies' token steps ran as one batch
+    assert 1 <= result["max_flow_batch"] <= 2, result
     assert "first audio" in tts.format_table(result)
 
 
