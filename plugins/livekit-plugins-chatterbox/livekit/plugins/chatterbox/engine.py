@@ -380,7 +380,9 @@ class ChatterboxEngine:
                 # first chunks first: they are what a listener is waiting for
                 ready.sort(key=lambda job: job.utterance is not None and job.utterance.spoken > 0)
                 for first in range(0, len(ready), MAX_FLOW_BATCH):
-                    self._vocode(ready[first : first + MAX_FLOW_BATCH])
+                    live = [job for job in ready[first : first + MAX_FLOW_BATCH] if not self._stopping(job)]
+                    if live:
+                        self._vocode(live)
                 for stream, jobs in list(streams.items()):
                     if jobs[0].done:
                         jobs.popleft()
@@ -486,7 +488,6 @@ class ChatterboxEngine:
 
     def _vocode(self, jobs: list[_Job]) -> None:
         """Vocode the chunks of these jobs: their flow steps as one batch, then one by one, HiFT and delivery."""
-        jobs = [job for job in jobs if not (job.request.sink.cancelled or self._closed)]
         rows: dict[int, FlowInput] = {}
         for job in jobs:
             utterance = job.utterance
@@ -517,8 +518,11 @@ class ChatterboxEngine:
                 mels = dict(zip(rows, frames, strict=True))
             self._worked(jobs)
         for job in jobs:
-            if not (job.done or job.request.sink.cancelled or self._closed):
+            if not (job.done or self._stopping(job)):
                 self._deliver_chunk(job, mels.get(id(job)))
+
+    def _stopping(self, job: _Job) -> bool:
+        return job.request.sink.cancelled or self._closed
 
     def _deliver_chunk(self, job: _Job, mels: torch.Tensor | None) -> None:
         utterance, request = job.utterance, job.request
