@@ -213,7 +213,7 @@ class _Utterance:
         self.final = False
         """T3 has stopped: the chunk being filled is the last"""
 
-    def ready(self, fill: float = 1.0) -> bool:
+    def ready(self, fill: float) -> bool:
         """The chunk being filled is due for vocoding: complete, or at least `fill` full."""
         return self.final or len(self.chunk) >= fill * self.size
 
