@@ -76,7 +76,7 @@ async def serve(settings: Settings, *, with_models: bool = True) -> None:
         await runner.cleanup()
 
 
-def run_worker(settings: Settings, *, dev: bool, log_format: str) -> None:
+def run_worker(settings: Settings, *, dev: bool, log_format: str, log_level: str) -> None:
     """Load the models once, then hand the worker to livekit-agents' runner (drain on SIGTERM unless dev)."""
     from livekit.agents.cli.cli import _run_worker  # what `python -m livekit.agents start` runs
     from livekit.agents.cli.proto import CliArgs
@@ -89,8 +89,12 @@ def run_worker(settings: Settings, *, dev: bool, log_format: str) -> None:
     models = asyncio.run(load_models(settings))
     # a worker that will not drain can be asked where it is stuck: `kill -USR1 <pid>` prints every thread's stack
     faulthandler.register(signal.SIGUSR1, all_threads=True)
-    level = logging.getLevelName(logger.getEffectiveLevel())
-    _run_worker(build_server(settings, models), CliArgs(log_level=level, log_format=log_format, dev=dev))
+    # the runner installs its own (json or colored) handler on the root logger; with ours too, every line
+    # would be written twice
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    _run_worker(build_server(settings, models), CliArgs(log_level=log_level, log_format=log_format, dev=dev))
 
 
 async def check(settings: Settings) -> None:
@@ -153,7 +157,12 @@ def main(argv: list[str] | None = None) -> int:
             with contextlib.suppress(KeyboardInterrupt):
                 asyncio.run(serve(settings, with_models=args.command == "serve"))
         elif args.command in ("start", "dev"):
-            run_worker(load_settings(), dev=args.command == "dev", log_format=args.log_format)
+            run_worker(
+                load_settings(),
+                dev=args.command == "dev",
+                log_format=args.log_format,
+                log_level=args.log_level.upper(),
+            )
         elif args.command == "bench":
             bench(args)
         else:

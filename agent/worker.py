@@ -88,5 +88,7 @@ async def run_job(ctx: JobContext, settings: Settings) -> None:
     session = build_session(settings, models)
     # RoomIO defaults: subscribe to the caller (browser or SIP), publish audio and transcriptions, end the
     # session when the caller leaves
+    # the job (and its capacity) ends with the session, not when the server closes the empty room later
+    session.on("close", lambda ev: ctx.shutdown(reason=f"session closed: {ev.reason}"))
     await session.start(agent=build_agent(settings), room=ctx.room)
     logger.info("session started in room %s", ctx.room.name)

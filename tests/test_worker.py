@@ -4,14 +4,10 @@ takes jobs up to its capacity, reports its load, declines when full and drains o
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import socket
-import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -20,8 +16,8 @@ from livekit.protocol import agent
 from agent.settings import Settings
 from agent.worker import worker_load
 from tests.fakes.livekit_server import API_KEY, API_SECRET, FakeLiveKitServer
+from tests.workers import WorkerProcess, launch_worker
 
-ROOT = Path(__file__).resolve().parents[1]
 AGENT_NAME = "test-agent"
 
 
@@ -38,70 +34,33 @@ def test_load_is_the_larger_of_sessions_and_gpu_memory() -> None:
     assert worker_load(2, s, gpu_used=0.95) == 1.0  # capped: memory beyond the allowed fraction is full
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @dataclass
 class Worker:
-    process: asyncio.subprocess.Process
+    proc: WorkerProcess
     server: FakeLiveKitServer
-    health_url: str
-    log: Path
-
-
-async def exit_code(worker: Worker, timeout: float) -> int:
-    """The worker's exit status; a worker still running after `timeout` s fails the test with its thread stacks."""
-    try:
-        return await asyncio.wait_for(worker.process.wait(), timeout)
-    except TimeoutError:
-        worker.process.send_signal(signal.SIGUSR1)  # faulthandler: every thread's stack into the log
-        await asyncio.sleep(2.0)
-        raise AssertionError(
-            f"worker still running after {timeout} s:\n{worker.log.read_text()[-12000:]}"
-        ) from None
 
 
 @pytest.fixture(scope="module")
 async def worker(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Worker]:
     server = await FakeLiveKitServer().start()
-    port = free_port()
-    log = tmp_path_factory.mktemp("worker") / "worker.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VOICE_AGENT_", "LIVEKIT_"))} | {
+    env = {
         "LIVEKIT_URL": server.url,
         "LIVEKIT_API_KEY": API_KEY,
         "LIVEKIT_API_SECRET": API_SECRET,
-        "GROQ_API_KEY": "test-key",
-        "VOICE_AGENT_STT_MODEL": "synthetic-tiny",
-        "VOICE_AGENT_TTS_MODEL": "synthetic-tiny",
-        "VOICE_AGENT_DEVICE": "cpu",
         "VOICE_AGENT_AGENT_NAME": AGENT_NAME,
         "VOICE_AGENT_MAX_SESSIONS": "2",
-        "VOICE_AGENT_WORKER_PORT": str(port),
         "VOICE_AGENT_DRAIN_TIMEOUT": "120",
     }
-    with log.open("wb") as out:
-        process = await asyncio.create_subprocess_exec(
-            str(Path(sys.executable).parent / "voice-agent"),
-            "start",
-            env=env,
-            cwd=ROOT / "tests",  # no .env there
-            stdout=out,
-            stderr=asyncio.subprocess.STDOUT,
-        )
+    proc = await launch_worker(tmp_path_factory.mktemp("worker") / "worker.log", env)
     try:
         registered = asyncio.ensure_future(server.wait_for("register", timeout=300))
         while not registered.done():  # loading the models; fail at once if the process dies
-            assert process.returncode is None, log.read_text()[-3000:]
+            assert proc.process.returncode is None, proc.log_tail()
             await asyncio.sleep(0.5)
         registered.result()
-        yield Worker(process, server, f"http://127.0.0.1:{port}", log)
+        yield Worker(proc, server)
     finally:
-        if process.returncode is None:
-            process.kill()
-        await process.wait()
+        await proc.kill()
         await server.aclose()
 
 
@@ -110,21 +69,21 @@ async def test_registers_with_its_agent_name(worker: Worker) -> None:
     assert register.agent_name == AGENT_NAME
     assert register.type == agent.JobType.JT_ROOM
     async with aiohttp.ClientSession() as http:
-        async with http.get(worker.health_url + "/") as r:
+        async with http.get(worker.proc.health_url + "/") as r:
             assert r.status == 200
-        async with http.get(worker.health_url + "/worker") as r:
+        async with http.get(worker.proc.health_url + "/worker") as r:
             info = await r.json(content_type=None)
     assert info["agent_name"] == AGENT_NAME
 
 
 async def test_writes_thread_stacks_to_its_log_on_sigusr1(worker: Worker) -> None:
-    worker.process.send_signal(signal.SIGUSR1)
+    worker.proc.process.send_signal(signal.SIGUSR1)
     for _ in range(50):
-        if "most recent call first" in worker.log.read_text(errors="replace"):
+        if "most recent call first" in worker.proc.log.read_text(errors="replace"):
             break
         await asyncio.sleep(0.1)
-    assert "most recent call first" in worker.log.read_text(errors="replace")  # faulthandler's stack header
-    assert worker.process.returncode is None  # still serving
+    assert "most recent call first" in worker.proc.log.read_text(errors="replace")  # faulthandler's stack header
+    assert worker.proc.process.returncode is None  # still serving
 
 
 async def test_takes_jobs_up_to_capacity_and_reports_load(worker: Worker) -> None:
@@ -172,7 +131,7 @@ async def test_drains_on_sigterm(worker: Worker) -> None:
     await server.wait_for("update_job", lambda u: u.job_id == job.id)
 
     signalled = time.monotonic()
-    worker.process.send_signal(signal.SIGTERM)
+    worker.proc.process.send_signal(signal.SIGTERM)
     await server.wait_for(
         "update_worker", lambda u: u.status == agent.WorkerStatus.WS_FULL, after=signalled, timeout=15
     )
@@ -180,13 +139,13 @@ async def test_drains_on_sigterm(worker: Worker) -> None:
     assert (await server.offer(late)).available is False  # draining: no new calls
 
     await asyncio.sleep(1.0)
-    assert worker.process.returncode is None, "worker exited while a call was still active"
+    assert worker.proc.process.returncode is None, "worker exited while a call was still active"
     assert not server.worker_closed.is_set()
 
     await server.terminate(job.id)
     await server.refuse_rooms()  # a job stuck connecting would otherwise take ~20 s to give up
-    returncode = await exit_code(worker, 120)
-    assert returncode == 0, worker.log.read_text()[-3000:]
+    returncode = await worker.proc.exit_code(120)
+    assert returncode == 0, worker.proc.log_tail()
     ended = {
         m.update_job.job_id: m.update_job.status
         for _, m in server.received

@@ -55,6 +55,12 @@ class ScriptedLLMServer:
         self._runner: web.AppRunner | None = None
         self.port = 0
 
+    def reset(self, replies: list[str], *, tokens_per_second: float = 50.0) -> None:
+        """A fresh script for the next test of a server shared by several (e.g. with one worker process)."""
+        self.replies = list(replies)
+        self.tokens_per_second = tokens_per_second
+        self.requests.clear()
+
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"

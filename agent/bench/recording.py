@@ -1,0 +1,86 @@
+"""What a simulated caller hears and sees, with monotonic timestamps, whatever its transport (aiortc peer or
+LiveKit room participant); and the queue of PCM it speaks from, paced in real time by the transport."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+SAMPLE_RATE = 48000
+PACKET = 960  # 20 ms
+
+
+def level(pcm: np.ndarray) -> float:
+    """Mean |int16| of a frame: 0 for digital silence, a few thousand for speech."""
+    return float(np.abs(pcm.astype(np.int32)).mean()) if pcm.size else 0.0
+
+
+class SpeechQueue:
+    """PCM (48 kHz mono int16) waiting to be sent; the transport takes one 20 ms packet at a time and sends
+    silence when nothing is queued."""
+
+    def __init__(self) -> None:
+        self._queue = np.zeros(0, dtype=np.int16)
+        self.drained = asyncio.Event()
+        self.drained.set()
+
+    def play(self, pcm: np.ndarray) -> None:
+        self._queue = np.concatenate([self._queue, pcm.astype(np.int16)])
+        self.drained.clear()
+
+    def next_packet(self) -> np.ndarray:
+        chunk, self._queue = self._queue[:PACKET], self._queue[PACKET:]
+        if len(self._queue) == 0 and len(chunk):
+            self.drained.set()
+        return np.pad(chunk, (0, PACKET - len(chunk)))
+
+
+@dataclass
+class Event:
+    at: float
+    message: dict[str, Any]
+
+
+@dataclass
+class CallRecording:
+    """Received agent audio as (time, level) per frame, and messages as dicts with a "type" key."""
+
+    speech: SpeechQueue = field(default_factory=SpeechQueue)
+    audio: list[tuple[float, float]] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+
+    async def say(self, pcm: np.ndarray) -> float:
+        """Play `pcm` (48 kHz mono int16) and return the monotonic time its last sample was sent."""
+        self.speech.play(pcm)
+        await self.speech.drained.wait()
+        return time.monotonic()
+
+    async def silence(self, seconds: float) -> None:
+        await self.say(np.zeros(int(seconds * SAMPLE_RATE), dtype=np.int16))
+
+    def record(self, message: dict[str, Any]) -> None:
+        self.events.append(Event(time.monotonic(), message))
+
+    def first_audio_after(self, t: float, *, level: float = 200.0) -> float | None:
+        return next((at for at, lvl in self.audio if at > t and lvl >= level), None)
+
+    def last_audio(self, *, level: float = 200.0) -> float | None:
+        return next((at for at, lvl in reversed(self.audio) if lvl >= level), None)
+
+    def messages(self, type_: str, **match: Any) -> list[Event]:
+        return [
+            e
+            for e in self.events
+            if e.message.get("type") == type_ and all(e.message.get(k) == v for k, v in match.items())
+        ]
+
+    async def wait_for(self, predicate: Any, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+            await asyncio.sleep(0.02)

@@ -1,0 +1,107 @@
+"""The real livekit-server (+ redis) for the tests, built by `make test` from its Go module and started from the
+shipped livekit.yaml on free ports. WebRTC media stays inside the test run's own network namespace
+(tests/run-isolated): candidates name only its private address, which nothing outside the namespace has."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.localstack import LocalStack, StackAddresses
+from agent.rooms import room_token
+from agent.settings import Settings
+from tests.fakes.openai_server import ScriptedLLMServer
+from tests.workers import ROOT, WorkerProcess, free_port, launch_worker
+
+MEDIA_IP = os.environ.get("VOICE_AGENT_TEST_MEDIA_IP")
+REGISTER_TIMEOUT = 300.0  # loading the synthetic models on a busy 2-core machine
+
+
+@pytest.fixture(scope="session")
+def livekit_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    assert MEDIA_IP, (
+        "the LiveKit tests run in a network namespace of their own: use `make test`, or prefix the pytest "
+        "command with tests/run-isolated"
+    )
+    where = StackAddresses(
+        node_ip=MEDIA_IP,
+        bind_ip="127.0.0.1",
+        http_port=free_port(),
+        rtc_tcp_port=free_port(),
+        # nothing else listens in the namespace, so fixed UDP ranges are free
+        rtc_udp_ports=(40000, 40999),
+        turn_udp_port=3478,
+        turn_tls_port=free_port(),
+        turn_relay_ports=(41000, 41999),
+        redis_port=free_port(),
+    )
+    stack = LocalStack(ROOT / "livekit.yaml", tmp_path_factory.mktemp("livekit-stack"), where).start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+def stack_settings(stack: LocalStack, **overrides: Any) -> Settings:
+    """Settings as the product reads them for this stack (tokens, `voice-agent web`)."""
+    return Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        livekit_url=stack.url,
+        livekit_api_key=stack.api_key,
+        livekit_api_secret=stack.api_secret,
+        **overrides,
+    )
+
+
+def caller_token(stack: LocalStack, agent_name: str, room: str | None = None) -> tuple[str, str]:
+    """(room, token) as `POST /api/token` hands them out: the room configuration dispatches `agent_name`."""
+    room = room or f"call-{secrets.token_hex(4)}"
+    return room, room_token(stack_settings(stack, agent_name=agent_name), room, f"caller-{secrets.token_hex(3)}")
+
+
+async def start_worker(
+    stack: LocalStack, log: Path, agent_name: str, llm: ScriptedLLMServer, **env: str
+) -> WorkerProcess:
+    """`voice-agent start` against the stack; returns once the server registered it."""
+    worker = await launch_worker(
+        log,
+        stack.env()
+        | {
+            "VOICE_AGENT_AGENT_NAME": agent_name,
+            "VOICE_AGENT_LLM_BASE_URL": llm.base_url,
+            "VOICE_AGENT_MAX_SESSIONS": "2",
+        }
+        | env,
+    )
+    try:
+        await worker.wait_for_log('"registered worker"', REGISTER_TIMEOUT)
+    except BaseException:
+        await worker.kill()
+        raise
+    return worker
+
+
+@pytest.fixture(scope="module")
+async def module_llm() -> AsyncIterator[ScriptedLLMServer]:
+    server = await ScriptedLLMServer(["Hello! How can I help you today?"]).start()
+    yield server
+    await server.aclose()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failed test's report ends with the logs of the servers and workers it used."""
+    report = yield
+    if report.failed:
+        for name, value in getattr(item, "funcargs", {}).items():
+            if isinstance(value, LocalStack):
+                for child in value.children:
+                    report.sections.append((f"{child.name} log (tail)", child.log_tail()))
+            elif isinstance(value, WorkerProcess):
+                report.sections.append((f"worker {name} log (tail)", value.log_tail()))
+    return report
