@@ -1,6 +1,9 @@
 # The two set-up commands of the README:
 #   make run   create .venv, install everything, start the embedded agent (voice-agent serve)
-#   make test  same install plus the test-only system packages, then run the whole test suite
+#   make test  same install plus the test-only system packages and the LiveKit stack, then the whole test
+#              suite in a network namespace of its own (tests/run-isolated)
+# and, for the LiveKit path on one machine without Docker:
+#   make stack redis-server + livekit-server (built from its Go module) + one worker + the page
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,13 +11,20 @@ PIP := $(BIN)/pip install --constraint infra/python/constraints.txt
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 INSTALLED := $(VENV)/.installed
 TEST_TOOLS := $(VENV)/.test-tools
+STACK_TOOLS := $(VENV)/.stack-tools
+# livekit-server from its published Go module (pure Go); pinned: tags with a `replace` cannot be installed
+LIVEKIT_SERVER_VERSION := v1.13.5
+LIVEKIT_SERVER := $(BIN)/livekit-server
 
-.PHONY: run test install
+.PHONY: run test install stack
 run: $(INSTALLED)
 	$(BIN)/voice-agent serve
 
-test: $(INSTALLED) $(TEST_TOOLS)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+test: $(INSTALLED) $(TEST_TOOLS) $(STACK_TOOLS) $(LIVEKIT_SERVER)
+	tests/run-isolated $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+stack: $(INSTALLED) $(STACK_TOOLS) $(LIVEKIT_SERVER)
+	$(BIN)/voice-agent stack
 
 install: $(INSTALLED)
 
@@ -36,3 +46,15 @@ $(TEST_TOOLS):
 	# the browser room-mode test serves livekit-client itself (no CDN in tests)
 	npm install --silent --no-audit --no-fund --prefix $(VENV)/npm livekit-client@2.23.0
 	touch $@
+
+$(STACK_TOOLS):
+	command -v redis-server >/dev/null || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends redis-server; }
+	touch $@
+
+# only when missing: Go's module and build caches make a rebuild cheap, the first build takes a few minutes
+$(LIVEKIT_SERVER):
+	@command -v go >/dev/null || { echo "make: building livekit-server needs Go >= 1.26 (https://go.dev/dl/)"; exit 2; }
+	CGO_ENABLED=0 GOBIN=$(abspath $(VENV))/go-bin go install \
+	  github.com/livekit/livekit-server/cmd/server@$(LIVEKIT_SERVER_VERSION)
+	mv $(VENV)/go-bin/server $@

@@ -11,6 +11,8 @@ import json
 import logging
 import signal
 import sys
+import tempfile
+from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -137,6 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     p_web = sub.add_parser("web", help="serve only the web page and LiveKit room tokens (no models, no GPU)")
     p_web.add_argument("--host", help="listen address (VOICE_AGENT_HOST)")
     p_web.add_argument("--port", type=int, help="listen port (VOICE_AGENT_PORT)")
+    p_stack = sub.add_parser(
+        "stack", help="run livekit-server + redis + one worker + the page on this machine (no Docker)"
+    )
+    p_stack.add_argument("--config", default="livekit.yaml", help="the livekit-server config to derive from")
+    p_stack.add_argument("--port", type=int, help="port of the page (VOICE_AGENT_PORT)")
     sub.add_parser("check", help="validate settings and load the models, then exit")
     p_bench = sub.add_parser("bench", help="benchmarks of the model engines")
     benches = p_bench.add_subparsers(dest="benchmark", required=True)
@@ -163,6 +170,12 @@ def main(argv: list[str] | None = None) -> int:
                 log_format=args.log_format,
                 log_level=args.log_level.upper(),
             )
+        elif args.command == "stack":
+            from .localstack import run_stack
+
+            settings = load_settings(port=args.port)  # the worker's settings, checked before anything starts
+            workdir = Path(tempfile.mkdtemp(prefix="voice-agent-stack-"))
+            run_stack(Path(args.config), workdir, settings.port)
         elif args.command == "bench":
             bench(args)
         else:

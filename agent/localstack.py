@@ -212,3 +212,36 @@ class LocalStack:
         for child in reversed(self.children):
             child.stop()
         self.children.clear()
+
+
+def run_stack(shipped_config: Path, workdir: Path, web_port: int) -> None:
+    """`voice-agent stack`: the stack, one worker (`voice-agent dev`) and the page (`voice-agent web`) until
+    Ctrl-C or until one of them exits; everything started here is stopped by its pid."""
+    if not shipped_config.is_file():
+        raise StartupError(f"{shipped_config} not found: run `voice-agent stack` from the repository")
+    stack = LocalStack(shipped_config, workdir).start()
+    agent = str(Path(sys.executable).parent / "voice-agent")
+    env = os.environ | stack.env() | {"VOICE_AGENT_PORT": str(web_port), "VOICE_AGENT_WORKER_PORT": "0"}
+    stop = {"signal": False}
+
+    def on_signal(*_: object) -> None:
+        stop["signal"] = True
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for name, command in (("worker", "dev"), ("web", "web")):
+            log = workdir / f"{name}.log"
+            stack.children.append(start_child(name, [agent, command], log, env=env))
+        print(
+            f"LiveKit stack on {stack.url} (logs in {workdir}); the page in room mode: "
+            f"http://127.0.0.1:{web_port}/ - Ctrl-C stops everything",
+            flush=True,
+        )
+        while not stop["signal"]:
+            for child in stack.children:
+                child.check_running()
+            time.sleep(0.5)
+    finally:
+        stack.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -91,6 +91,8 @@ class Settings(BaseSettings):
     worker_port: int = Field(default=8081, ge=0, le=65535)
     max_gpu_memory_fraction: float = Field(default=0.9, gt=0.0, le=1.0)
     token_ttl: float = Field(default=600.0, gt=0.0, le=86400.0)
+    # the page gives up on a room no agent joined by then (every worker busy, or none running)
+    agent_join_timeout: float = Field(default=15.0, gt=0.0, le=600.0)
     # the page's livekit-client ES module; host it yourself on networks without internet access
     livekit_client_url: str = "https://cdn.jsdelivr.net/npm/livekit-client@2.23.0/dist/livekit-client.esm.mjs"
 

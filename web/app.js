@@ -54,9 +54,12 @@ class EmbeddedTransport {
   }
 }
 
+const NO_AGENT = "No agent is available right now: every agent is busy. Please try again in a minute.";
+
 class RoomTransport {
-  constructor(clientUrl) {
+  constructor(clientUrl, agentJoinTimeout) {
     this.clientUrl = clientUrl;
+    this.agentJoinTimeout = agentJoinTimeout;
   }
 
   async connect(micStream, { onTrack, onMessage, onClosed }) {
@@ -68,9 +71,15 @@ class RoomTransport {
     const body = await resp.json();
     if (!resp.ok) throw new Error(body.error ?? `server answered ${resp.status}`);
     status.room = body.room;
-    const { Room, RoomEvent, Track } = await import(this.clientUrl);
+    const { Room, RoomEvent, Track, ParticipantKind } = await import(this.clientUrl);
     const room = new Room();
     this.room = room;
+    // the token dispatches the agent; if no worker takes the room, say so instead of waiting in silence
+    const isAgent = (p) => p.kind === ParticipantKind.AGENT;
+    this.agentTimer = setTimeout(() => {
+      if (![...room.remoteParticipants.values()].some(isAgent)) onClosed(NO_AGENT);
+    }, this.agentJoinTimeout * 1000);
+    room.on(RoomEvent.ParticipantConnected, (p) => isAgent(p) && clearTimeout(this.agentTimer));
     room.on(RoomEvent.TrackSubscribed, (track) => {
       if (track.kind === Track.Kind.Audio) onTrack(new MediaStream([track.mediaStreamTrack]));
     });
@@ -95,10 +104,20 @@ class RoomTransport {
   }
 
   async inboundAudioBytes() {
-    return 0; // not measured in room mode
+    let bytes = 0;
+    for (const participant of this.room?.remoteParticipants.values() ?? []) {
+      for (const publication of participant.audioTrackPublications.values()) {
+        const report = await publication.track?.getRTCStatsReport();
+        report?.forEach((s) => {
+          if (s.type === "inbound-rtp") bytes += s.bytesReceived;
+        });
+      }
+    }
+    return bytes;
   }
 
   disconnect() {
+    clearTimeout(this.agentTimer);
     const room = this.room;
     this.room = null;
     room?.disconnect();
@@ -109,7 +128,9 @@ async function chooseTransport() {
   const resp = await fetch("/api/config");
   const config = await resp.json();
   const wantRoom = new URLSearchParams(location.search).get("mode") === "room";
-  if (config.room && (wantRoom || !config.embedded)) return new RoomTransport(config.livekit_client_url);
+  if (config.room && (wantRoom || !config.embedded)) {
+    return new RoomTransport(config.livekit_client_url, config.agent_join_timeout);
+  }
   if (config.embedded) return new EmbeddedTransport();
   throw new Error("this server offers no way to call the agent (no models and no LiveKit settings)");
 }
@@ -204,7 +225,7 @@ async function startCall() {
     status.transport = transport;
     await transport.connect(mic, {
       onMessage: handleMessage,
-      onClosed: () => call && hangUp("connection lost"),
+      onClosed: (why) => call && hangUp(why ?? "connection lost"),
       onTrack: (stream) => {
         ui.audio.srcObject = stream;
         stops.push(levelMeter(audioCtx, stream, ui.agentLevel, (level) => {

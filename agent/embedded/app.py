@@ -100,6 +100,7 @@ async def config(request: web.Request) -> web.Response:
     body: dict[str, Any] = {"embedded": MODELS in app, "room": rooms.SETTINGS in app}
     if rooms.SETTINGS in app:
         body["livekit_client_url"] = app[SETTINGS].livekit_client_url
+        body["agent_join_timeout"] = app[SETTINGS].agent_join_timeout
     return web.json_response(body)
 
 

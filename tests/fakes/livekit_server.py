@@ -2,7 +2,7 @@
 
 It speaks what livekit-server speaks on `/agent` (binary `livekit.protocol.agent` protobufs over a WebSocket,
 authenticated with a JWT carrying the `agent` video grant), and lets a test play the server's part: send
-availability requests, assignments and terminations, and read what the worker reports. `/rtc` (and `/rtc/v1`) accepts the
+availability requests, assignments and terminations, and read what the worker reports. `/rtc` accepts the
 job's room connection and never answers it (a fake cannot do WebRTC), so an assigned job stays in its
 connect phase (the SDK gives up after about 20 s), which is long enough to observe load and drain.
 """
@@ -26,9 +26,7 @@ API_SECRET = "test-api-secret-that-is-at-least-32-chars"
 
 
 class FakeLiveKitServer:
-    def __init__(self, *, rtc_v1: bool = False) -> None:
-        """`rtc_v1`: also answer livekit-client 2.x's `/rtc/v1` (the Rust SDK then skips its `/rtc` fallback)."""
-        self.rtc_v1 = rtc_v1
+    def __init__(self) -> None:
         self.received: list[tuple[float, agent.WorkerMessage]] = []
         self.rtc_tokens: list[str] = []
         self._rtc_sockets: set[web.WebSocketResponse] = set()
@@ -48,8 +46,6 @@ class FakeLiveKitServer:
         app = web.Application()
         app.router.add_get("/agent", self._agent)
         app.router.add_get("/rtc", self._rtc)
-        if self.rtc_v1:
-            app.router.add_get("/rtc/v1", self._rtc)
         self._runner, self.port = await serve(app, access_log=None)
         return self
 

@@ -93,6 +93,30 @@ async def module_llm() -> AsyncIterator[ScriptedLLMServer]:
     await server.aclose()
 
 
+ROOM_AGENT = "room-agent"
+
+
+@pytest.fixture(scope="session")
+async def room_llm() -> AsyncIterator[ScriptedLLMServer]:
+    """The LLM of `room_worker`; each test sets its script with `reset()`."""
+    server = await ScriptedLLMServer(["Hello! How can I help you today?"]).start()
+    yield server
+    await server.aclose()
+
+
+@pytest.fixture(scope="session")
+async def room_worker(
+    livekit_stack: LocalStack, room_llm: ScriptedLLMServer, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[WorkerProcess]:
+    """One worker named ROOM_AGENT for the tests that talk to the agent in rooms (from Python or a browser)."""
+    log = tmp_path_factory.mktemp("room-worker") / "worker.log"
+    worker = await start_worker(
+        livekit_stack, log, ROOM_AGENT, room_llm, VOICE_AGENT_FALSE_INTERRUPTION_TIMEOUT="2.0"
+    )
+    yield worker
+    await worker.kill()
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     """A failed test's report ends with the logs of the servers and workers it used."""

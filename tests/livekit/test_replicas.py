@@ -26,6 +26,9 @@ AGENT_NAME = "replica-agent"
 CAPACITY = 2  # VOICE_AGENT_MAX_SESSIONS of each replica
 JOIN_TIMEOUT = 60.0
 FULL_TIMEOUT = 15.0  # a room no worker can take: how long the caller waits for an agent before giving up
+# livekit-agents reports a worker's status every 2.5 s, and livekit-server drops (does not queue) a room that
+# no available worker can take: after capacity frees up, wait for the next report before the next room
+STATUS_REPORT = 3.5
 
 
 class Calls:
@@ -133,6 +136,7 @@ async def test_sigterm_drains_one_worker_while_the_other_takes_new_rooms(
     for room in [r for r in calls.open if r not in mine]:  # make room on the other worker
         await calls.hang_up(room)
     await wait_for_jobs(other, 0)
+    await asyncio.sleep(STATUS_REPORT)
 
     draining.process.send_signal(signal.SIGTERM)
     await draining.wait_for_log("draining worker", 15)
@@ -175,5 +179,7 @@ async def test_sigkill_loses_only_that_workers_calls(
     await answers(calls.open[kept], module_llm, clips_dir)  # the survivor's calls are untouched
 
     await calls.hang_up(kept)
+    await wait_for_jobs(survivor, CAPACITY - 1)
+    await asyncio.sleep(STATUS_REPORT)
     room, _ = await calls.call()
     assert serving(survivor, room), "the next room goes to the survivor"

@@ -17,32 +17,19 @@ from livekit.plugins.parakeet.synthetic_audio import speech_like
 from agent.bench.room_caller import RoomCaller
 from agent.localstack import LocalStack
 from tests.fakes.openai_server import ScriptedLLMServer
-from tests.livekit.conftest import caller_token, start_worker
+from tests.livekit.conftest import ROOM_AGENT, caller_token
 from tests.speech import speak
 from tests.workers import WorkerProcess
 
-AGENT_NAME = "room-agent"
 LONG_REPLY = " ".join(
     f"Here is sentence number {i} of a very long story that keeps on going." for i in range(1, 25)
 )
 QUIET_BOUND = 3.0  # generous: VAD needs min_interruption_duration (0.5 s) of speech, plus jitter buffers
 
 
-@pytest.fixture(scope="module")
-async def worker(
-    livekit_stack: LocalStack, module_llm: ScriptedLLMServer, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[WorkerProcess]:
-    log = tmp_path_factory.mktemp("room-worker") / "worker.log"
-    worker = await start_worker(
-        livekit_stack, log, AGENT_NAME, module_llm, VOICE_AGENT_FALSE_INTERRUPTION_TIMEOUT="2.0"
-    )
-    yield worker
-    await worker.kill()
-
-
 @pytest.fixture
-async def caller(livekit_stack: LocalStack, worker: WorkerProcess) -> AsyncIterator[RoomCaller]:
-    _, token = caller_token(livekit_stack, AGENT_NAME)
+async def caller(livekit_stack: LocalStack, room_worker: WorkerProcess) -> AsyncIterator[RoomCaller]:
+    _, token = caller_token(livekit_stack, ROOM_AGENT)
     caller = await RoomCaller.join(livekit_stack.url, token)
     try:
         await caller.wait_for_agent(60)
@@ -52,14 +39,14 @@ async def caller(livekit_stack: LocalStack, worker: WorkerProcess) -> AsyncItera
 
 
 async def test_agent_answers_in_the_room(
-    caller: RoomCaller, module_llm: ScriptedLLMServer, clips_dir: Path
+    caller: RoomCaller, room_llm: ScriptedLLMServer, clips_dir: Path
 ) -> None:
-    module_llm.reset(["Sure, it is sunny and warm today. Anything else I can do for you?"])
+    room_llm.reset(["Sure, it is sunny and warm today. Anything else I can do for you?"])
     await caller.silence(1.0)
     spoke_until = await caller.say(speak("Hello there. Could you tell me what the weather is like today?", clips_dir))
     await caller.silence(0.5)
 
-    await module_llm.wait_for_requests(1, timeout=60)
+    await room_llm.wait_for_requests(1, timeout=60)
     await caller.wait_for(lambda: caller.first_audio_after(spoke_until), 90, "agent audio")
     await caller.wait_for(
         lambda: caller.messages("transcript", role="agent", final=True), 60, "the agent's final transcription"
@@ -69,7 +56,7 @@ async def test_agent_answers_in_the_room(
 
     user_finals = [e.message["text"] for e in caller.messages("transcript", role="user", final=True)]
     assert user_finals and all(t.strip() for t in user_finals), "user transcriptions arrived in the room"
-    answered = module_llm.requests[-1]
+    answered = room_llm.requests[-1]
     assert " ".join(answered.user_texts[-1].split()) == " ".join(" ".join(user_finals).split())
     agent_text = caller.messages("transcript", role="agent", final=True)[0].message["text"]
     assert agent_text.startswith("Sure, it is sunny")
@@ -85,22 +72,22 @@ async def ask_for_a_long_story(caller: RoomCaller, clips_dir: Path) -> None:
 
 
 async def test_talking_over_the_agent_stops_it(
-    caller: RoomCaller, module_llm: ScriptedLLMServer, clips_dir: Path
+    caller: RoomCaller, room_llm: ScriptedLLMServer, clips_dir: Path
 ) -> None:
-    module_llm.reset([LONG_REPLY, "Okay, I stopped."], tokens_per_second=6)  # still streaming at barge-in
+    room_llm.reset([LONG_REPLY, "Okay, I stopped."], tokens_per_second=6)  # still streaming at barge-in
     await ask_for_a_long_story(caller, clips_dir)
     await caller.silence(1.0)
 
     barge_in_at = time.monotonic()
     await caller.say(speak("Stop, stop. Wait a moment please.", clips_dir))
-    first = module_llm.requests[0]
+    first = room_llm.requests[0]
     await caller.wait_for(lambda: first.finished.is_set(), 30, "the first LLM request to end")
     assert first.cancelled and not first.completed, "the LLM stream of the interrupted reply was closed"
     assert first.tokens_sent < len(LONG_REPLY.split())
 
     await caller.silence(QUIET_BOUND + 1.0)
     # After the bound, agent audio may only belong to a new reply (to the barge-in), never the old one.
-    second_started = module_llm.requests[1].started_at if len(module_llm.requests) > 1 else float("inf")
+    second_started = room_llm.requests[1].started_at if len(room_llm.requests) > 1 else float("inf")
     resumed = caller.first_audio_after(barge_in_at + QUIET_BOUND)
     assert resumed is None or resumed > second_started, "no audio of the interrupted reply after barge-in"
     # the agent's transcription of the interrupted reply ends where its speech stopped
@@ -111,9 +98,9 @@ async def test_talking_over_the_agent_stops_it(
 
 
 async def test_a_burst_without_words_is_a_false_interruption(
-    caller: RoomCaller, module_llm: ScriptedLLMServer, clips_dir: Path
+    caller: RoomCaller, room_llm: ScriptedLLMServer, clips_dir: Path
 ) -> None:
-    module_llm.reset([LONG_REPLY])
+    room_llm.reset([LONG_REPLY])
     await ask_for_a_long_story(caller, clips_dir)
     await caller.silence(1.5)
 
@@ -124,27 +111,27 @@ async def test_a_burst_without_words_is_a_false_interruption(
     burst_end = await caller.say(burst)
 
     await caller.wait_for(lambda: caller.first_audio_after(burst_end + 1.0), 30, "the agent to resume")
-    assert len(module_llm.requests) == 1 and not module_llm.requests[0].cancelled, "the reply went on"
+    assert len(room_llm.requests) == 1 and not room_llm.requests[0].cancelled, "the reply went on"
     # paused while the caller made noise (the agent listens), then resumed the same reply
     states = [e.message["state"] for e in caller.messages("agent_state") if e.at > burst_at]
     assert states[:2] == ["listening", "speaking"], states
 
 
 async def test_leaving_ends_the_job_and_frees_its_capacity(
-    livekit_stack: LocalStack, worker: WorkerProcess, module_llm: ScriptedLLMServer
+    livekit_stack: LocalStack, room_worker: WorkerProcess, room_llm: ScriptedLLMServer
 ) -> None:
-    module_llm.reset(["Hello!"])
-    _, token = caller_token(livekit_stack, AGENT_NAME)
+    room_llm.reset(["Hello!"])
+    _, token = caller_token(livekit_stack, ROOM_AGENT)
     caller = await RoomCaller.join(livekit_stack.url, token)
     try:
         await caller.wait_for_agent(60)
-        assert await worker.active_jobs() >= 1
+        assert await room_worker.active_jobs() >= 1
     finally:
         await caller.close()
     left = time.monotonic()
     for _ in range(300):  # bounded: 30 s
-        if await worker.active_jobs() == 0:
+        if await room_worker.active_jobs() == 0:
             break
         await asyncio.sleep(0.1)
-    assert await worker.active_jobs() == 0, "the job ended after the caller left"
+    assert await room_worker.active_jobs() == 0, "the job ended after the caller left"
     assert time.monotonic() - left < 15, "promptly, not after the room's departure timeout"
