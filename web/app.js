@@ -88,12 +88,13 @@ class RoomTransport {
     });
     room.registerTextStreamHandler("lk.transcription", async (reader, from) => {
       const role = from.identity === room.localParticipant.identity ? "user" : "agent";
-      const final = reader.info.attributes?.["lk.transcription_final"] === "true";
       let text = "";
       for await (const delta of reader) {
         text += delta;
         onMessage({ type: "transcript", role, text, final: false });
       }
+      // the agent's streamed reply says it is final only in the stream's trailer, read once it has ended
+      const final = reader.info.attributes?.["lk.transcription_final"] === "true";
       onMessage({ type: "transcript", role, text, final });
     });
     room.on(RoomEvent.Disconnected, () => this.room && onClosed());

@@ -53,10 +53,13 @@ async def test_page_in_a_room_hears_the_agent(
         await room_llm.wait_for_requests(1, timeout=90)
         await page.wait_for_function("window.voiceAgent.agentLevelMax > 0.02", timeout=120_000)
         assert await wait_for_inbound_bytes(page, baseline) > 5_000, "agent audio arrived over RTP"
-        await page.locator("#transcript li.agent").first.wait_for(timeout=30_000)
+        # the agent's words are revealed in step with its speech; the finished line holds the reply
+        agent_line = page.locator("#transcript li.agent:not(.partial) .text").first
+        await agent_line.wait_for(timeout=60_000)
+        assert (await agent_line.text_content() or "").startswith("Hello from the agent"), (
+            await page.locator("#transcript").inner_text()
+        )
         await page.locator("#transcript li.user").first.wait_for(timeout=30_000)
-        agent_line = await page.locator("#transcript li.agent .text").first.text_content()
-        assert agent_line and agent_line.startswith("Hello from the agent")
         room = await page.evaluate("window.voiceAgent.room")
         assert room.startswith("call-")
         assert not errors, errors
