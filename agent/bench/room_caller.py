@@ -98,6 +98,9 @@ class RoomCaller(CallRecording):
     def _on_joined(self, participant: rtc.RemoteParticipant) -> None:
         kind = "agent" if participant.kind == rtc.ParticipantKind.PARTICIPANT_KIND_AGENT else "other"
         self.record({"type": "participant_joined", "identity": participant.identity, "kind": kind})
+        # a state set before the participant reached us comes with it, not as a change
+        if AGENT_STATE in participant.attributes:
+            self.record({"type": "agent_state", "state": participant.attributes[AGENT_STATE]})
 
     def _on_left(self, participant: rtc.RemoteParticipant) -> None:
         self.record({"type": "participant_left", "identity": participant.identity})

@@ -60,8 +60,14 @@ async def test_agent_answers_in_the_room(
     assert " ".join(answered.user_texts[-1].split()) == " ".join(" ".join(user_finals).split())
     agent_text = caller.messages("transcript", role="agent", final=True)[0].message["text"]
     assert agent_text.startswith("Sure, it is sunny")
+    # the agent listened, thought about the question, spoke, and went back to listening
+    await caller.wait_for(
+        lambda: [e for e in caller.messages("agent_state", state="listening") if e.at > spoke_until], 30,
+        "the agent to listen again",
+    )
     states = [e.message["state"] for e in caller.messages("agent_state")]
-    assert {"listening", "thinking", "speaking"} <= set(states), states
+    assert "thinking" in states and "speaking" in states[states.index("thinking") :], states
+    assert "listening" in states[: states.index("thinking")] and states[-1] == "listening", states
 
 
 async def ask_for_a_long_story(caller: RoomCaller, clips_dir: Path) -> None:
