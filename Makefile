@@ -15,12 +15,18 @@ STACK_TOOLS := $(VENV)/.stack-tools
 # livekit-server from its published Go module (pure Go); pinned: tags with a `replace` cannot be installed
 LIVEKIT_SERVER_VERSION := v1.13.5
 LIVEKIT_SERVER := $(BIN)/livekit-server
+# livekit-sip (cgo: Opus, soxr). v1.8.0 is its newest tag the Go module proxy serves (v1.9.0 and later: 403).
+# The proxy also refuses the module's version list, which `go install pkg@version` reads for deprecations, so
+# the tagged module is downloaded and built as the main module (its own go.mod and go.sum).
+LIVEKIT_SIP_VERSION := v1.8.0
+LIVEKIT_SIP := $(BIN)/livekit-sip
+SIP_TOOLS := $(VENV)/.sip-tools
 
 .PHONY: run test install stack
 run: $(INSTALLED)
 	$(BIN)/voice-agent serve
 
-test: $(INSTALLED) $(TEST_TOOLS) $(STACK_TOOLS) $(LIVEKIT_SERVER)
+test: $(INSTALLED) $(TEST_TOOLS) $(STACK_TOOLS) $(LIVEKIT_SERVER) $(SIP_TOOLS) $(LIVEKIT_SIP)
 	tests/run-isolated $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 stack: $(INSTALLED) $(STACK_TOOLS) $(LIVEKIT_SERVER)
@@ -58,3 +64,16 @@ $(LIVEKIT_SERVER):
 	CGO_ENABLED=0 GOBIN=$(abspath $(VENV))/go-bin go install \
 	  github.com/livekit/livekit-server/cmd/server@$(LIVEKIT_SERVER_VERSION)
 	mv $(VENV)/go-bin/server $@
+
+# the phone tests: livekit-sip's cgo libraries and SIPp (Debian's sip-tester) as the SIP caller
+$(SIP_TOOLS):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
+	  pkg-config libopus-dev libopusfile-dev libsoxr-dev sip-tester
+	touch $@
+
+$(LIVEKIT_SIP): | $(INSTALLED) $(SIP_TOOLS)
+	@command -v go >/dev/null || { echo "make: building livekit-sip needs Go >= 1.26 (https://go.dev/dl/)"; exit 2; }
+	cd "$$(go mod download -json github.com/livekit/sip@$(LIVEKIT_SIP_VERSION) | \
+	  $(BIN)/python -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')" && \
+	  CGO_ENABLED=1 go build -o $(abspath $@) ./cmd/livekit-sip

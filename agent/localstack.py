@@ -28,7 +28,10 @@ import yaml
 
 from .errors import StartupError
 
-INSTALL_HINT = "`make stack` (or `make test`) builds it with `go install` into .venv/bin"
+INSTALL_HINTS = {
+    "livekit-server": "`make stack` (or `make test`) builds it with `go install` into .venv/bin",
+    "livekit-sip": "`make test` builds it from its Go module into .venv/bin",
+}
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,7 @@ def find_binary(name: str) -> str:
     beside = Path(sys.executable).parent / name
     found = str(beside) if beside.is_file() else shutil.which(name)
     if not found:
-        raise StartupError(f"{name} not found: {INSTALL_HINT if name == 'livekit-server' else 'install it'}")
+        raise StartupError(f"{name} not found: {INSTALL_HINTS.get(name, 'install it')}")
     return found
 
 
@@ -121,6 +124,11 @@ def start_child(name: str, argv: list[str], log: Path, env: dict[str, str] | Non
             argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
         )
     return ChildProcess(name, process, log)
+
+
+def without_livekit_env() -> dict[str, str]:
+    """This environment minus LIVEKIT_*: a child server takes its keys from its config file only."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("LIVEKIT_")}
 
 
 def wait_until(child: ChildProcess, ready: Any, timeout: float, what: str) -> None:
@@ -199,7 +207,7 @@ class LocalStack:
                 "livekit-server",
                 [server_binary, "--config", str(config_path)],
                 self.workdir / "livekit-server.log",
-                env={k: v for k, v in os.environ.items() if not k.startswith("LIVEKIT_")},
+                env=without_livekit_env(),
             )
             self.children.append(server)
             wait_until(server, lambda: http_answers(self.http_url + "/"), timeout, "answer on " + self.http_url)

@@ -96,6 +96,40 @@ class Settings(BaseSettings):
     # the page's livekit-client ES module; host it yourself on networks without internet access
     livekit_client_url: str = "https://cdn.jsdelivr.net/npm/livekit-client@2.23.0/dist/livekit-client.esm.mjs"
 
+    # --- phone calls (livekit-sip) ---
+    sip_inbound_trunk: Path = Path("infra/sip/inbound-trunk.json")
+    sip_dispatch_rule: Path = Path("infra/sip/dispatch-rule.json")
+    sip_outbound_trunk: Path = Path("infra/sip/outbound-trunk.json")
+    # override the definitions' fields (JSON lists, e.g. ["+15550100000"])
+    sip_numbers: list[str] | None = None
+    sip_allowed_addresses: list[str] | None = None
+    sip_auth_username: str | None = None
+    sip_auth_password: SecretStr | None = None
+    sip_outbound_address: str | None = None
+    sip_outbound_number: str | None = None  # the caller ID of outbound calls
+    sip_outbound_auth_username: str | None = None
+    sip_outbound_auth_password: SecretStr | None = None
+    # spoken as soon as a call is answered; empty: the LLM greets, following the instructions
+    phone_greeting: str = "Hello, thanks for calling. How can I help you today?"
+    # phone lines carry 300-3400 Hz: the STT hears the call at this rate, not the room's 24 kHz
+    phone_sample_rate: Literal[8000, 16000] = 8000
+    phone_min_endpointing_delay: float = Field(default=0.6, ge=0.0)
+    phone_min_interruption_duration: float = Field(default=0.6, ge=0.0)
+    # key presses: digits wait this long for the next one; "#" ends the entry at once
+    dtmf_digit_timeout: float = Field(default=3.0, gt=0.0, le=60.0)
+    # a tel: or sip: URI; the transfer tool is offered on phone calls only when it is set
+    transfer_to: str | None = None
+    max_call_duration: float = Field(default=1800.0, gt=0.0)
+    # caller silent this long: the agent asks whether they are still there; as long again: it hangs up
+    caller_silence_timeout: float = Field(default=20.0, gt=0.0)
+
+    @field_validator("transfer_to")
+    @classmethod
+    def _check_transfer_to(cls, v: str | None) -> str | None:
+        if v is not None and not (v.startswith("tel:") or v.startswith("sip:")):
+            raise ValueError("must be a tel: or sip: URI, e.g. tel:+15550100000 or sip:desk@pbx.example.com")
+        return v
+
     @field_validator("stt_att_context_size")
     @classmethod
     def _check_att_context_size(cls, v: tuple[int, int] | None) -> tuple[int, int] | None:

@@ -8,6 +8,7 @@ replica with free GPU capacity; at capacity the worker declines, and on SIGTERM 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import torch
@@ -18,13 +19,19 @@ from livekit.agents import (
     JobExecutorType,
     JobProcess,
     JobRequest,
+    room_io,
 )
 
 from .models import Models
 from .session import build_agent, build_session
 from .settings import Settings
+from .telephony.call import PhoneCall
+from .telephony.phone import PhoneSession
+from .telephony.tools import phone_tools
 
 logger = logging.getLogger("voice_agent.worker")
+
+CALLER_TIMEOUT = 60.0  # a dispatched room whose caller never shows up (left while the agent was joining)
 
 
 def gpu_memory_used(device: torch.device) -> float:
@@ -85,10 +92,26 @@ def attach_models(proc: JobProcess, models: Models) -> None:
 async def run_job(ctx: JobContext, settings: Settings) -> None:
     models: Models = ctx.proc.userdata["models"]
     await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY)
-    session = build_session(settings, models)
-    # RoomIO defaults: subscribe to the caller (browser or SIP), publish audio and transcriptions, end the
-    # session when the caller leaves
-    # the job (and its capacity) ends with the session, not when the server closes the empty room later
+    try:  # the caller: a browser, or livekit-sip's participant for a phone call
+        caller = await asyncio.wait_for(ctx.wait_for_participant(), CALLER_TIMEOUT)
+    except asyncio.TimeoutError:
+        ctx.shutdown(reason="nobody joined the room")
+        return
+    call = PhoneCall.of(caller)
+    session = build_session(settings, models, phone=call is not None)
+    # the job (and its capacity) ends with the session, not when the server closes the empty room later;
+    # RoomIO closes the session when the caller leaves (or hangs up)
     session.on("close", lambda ev: ctx.shutdown(reason=f"session closed: {ev.reason}"))
-    await session.start(agent=build_agent(settings), room=ctx.room)
+    options = room_io.RoomOptions(participant_identity=caller.identity)
+    if call is None:
+        await session.start(agent=build_agent(settings), room=ctx.room, room_options=options)
+        logger.info("session started in room %s", ctx.room.name)
+        return
+    # the STT hears the phone line's band, not the room's 48 kHz Opus
+    options.audio_input = room_io.AudioInputOptions(sample_rate=settings.phone_sample_rate)
+    agent = build_agent(
+        settings, instructions=call.instructions(settings.system_prompt), tools=phone_tools(settings, call)
+    )
+    await session.start(agent=agent, room=ctx.room, room_options=options)
     logger.info("session started in room %s", ctx.room.name)
+    await PhoneSession(ctx, session, call, settings).run()

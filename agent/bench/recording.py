@@ -20,10 +20,11 @@ def level(pcm: np.ndarray) -> float:
 
 
 class SpeechQueue:
-    """PCM (48 kHz mono int16) waiting to be sent; the transport takes one 20 ms packet at a time and sends
-    silence when nothing is queued."""
+    """PCM (mono int16, 48 kHz unless the transport says otherwise) waiting to be sent; the transport takes
+    one 20 ms packet at a time and sends silence when nothing is queued."""
 
-    def __init__(self) -> None:
+    def __init__(self, packet: int = PACKET) -> None:
+        self.packet = packet
         self._queue = np.zeros(0, dtype=np.int16)
         self.drained = asyncio.Event()
         self.drained.set()
@@ -33,10 +34,10 @@ class SpeechQueue:
         self.drained.clear()
 
     def next_packet(self) -> np.ndarray:
-        chunk, self._queue = self._queue[:PACKET], self._queue[PACKET:]
+        chunk, self._queue = self._queue[: self.packet], self._queue[self.packet :]
         if len(self._queue) == 0 and len(chunk):
             self.drained.set()
-        return np.pad(chunk, (0, PACKET - len(chunk)))
+        return np.pad(chunk, (0, self.packet - len(chunk)))
 
 
 @dataclass

@@ -12,10 +12,12 @@ from typing import Any
 
 import pytest
 
+from agent.localsip import SipAddresses, start_sip
 from agent.localstack import LocalStack, StackAddresses
 from agent.rooms import room_token
 from agent.settings import Settings
 from tests.fakes.openai_server import ScriptedLLMServer
+from tests.sipp import Sipp
 from tests.workers import ROOT, WorkerProcess, free_port, launch_worker
 
 MEDIA_IP = os.environ.get("VOICE_AGENT_TEST_MEDIA_IP")
@@ -126,6 +128,60 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             if isinstance(value, LocalStack):
                 for child in value.children:
                     report.sections.append((f"{child.name} log (tail)", child.log_tail()))
+            elif isinstance(value, Sipp):
+                report.sections.append((f"SIPp {name}", value.report()))
             elif isinstance(value, WorkerProcess):
                 report.sections.append((f"worker {name} log (tail)", value.log_tail()))
     return report
+
+
+PHONE_AGENT = "phone-agent"
+TRUNK_NUMBER = "+15550100000"
+TRANSFER_TO = "sip:front-desk@example.com"
+
+
+@pytest.fixture(scope="session")
+def sip_server(livekit_stack: LocalStack) -> SipAddresses:
+    """livekit-sip (built by `make test`) on the namespace's address, a child of the stack."""
+    assert MEDIA_IP
+    where = SipAddresses(
+        ip=MEDIA_IP, sip_port=5060, rtp_ports=(42000, 42999), health_port=free_port(), prometheus_port=free_port()
+    )
+    start_sip(livekit_stack, ROOT / "infra/sip/config.yaml", where)
+    return where
+
+
+def phone_settings(stack: LocalStack, **overrides: Any) -> Settings:
+    """What an operator sets for `voice-agent sip ...` on this stack: our number, only the test's address."""
+    assert MEDIA_IP
+    defaults: dict[str, Any] = {
+        "agent_name": PHONE_AGENT,
+        "sip_numbers": [TRUNK_NUMBER],
+        "sip_allowed_addresses": [f"{MEDIA_IP}/32"],
+        "sip_auth_username": "",  # the address is the trunk's check
+        "sip_inbound_trunk": ROOT / "infra/sip/inbound-trunk.json",
+        "sip_dispatch_rule": ROOT / "infra/sip/dispatch-rule.json",
+        "sip_outbound_trunk": ROOT / "infra/sip/outbound-trunk.json",
+    }
+    return stack_settings(stack, **(defaults | overrides))
+
+
+@pytest.fixture(scope="session")
+async def phone_llm() -> AsyncIterator[ScriptedLLMServer]:
+    server = await ScriptedLLMServer(["Hello! How can I help you today?"]).start()
+    yield server
+    await server.aclose()
+
+
+@pytest.fixture(scope="session")
+async def phone_worker(
+    livekit_stack: LocalStack, phone_llm: ScriptedLLMServer, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[WorkerProcess]:
+    """The worker named PHONE_AGENT that the dispatch rule sends phone calls to."""
+    log = tmp_path_factory.mktemp("phone-worker") / "worker.log"
+    worker = await start_worker(
+        livekit_stack, log, PHONE_AGENT, phone_llm, VOICE_AGENT_TRANSFER_TO=TRANSFER_TO,
+        VOICE_AGENT_PHONE_GREETING="Hello, you are talking to the test agent. How can I help?",
+    )
+    yield worker
+    await worker.kill()
