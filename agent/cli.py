@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from .errors import StartupError
 from .settings import Settings
+from .telephony import commands as sip_commands
 
 logger = logging.getLogger("voice_agent")
 
@@ -145,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     p_stack.add_argument("--config", default="livekit.yaml", help="the livekit-server config to derive from")
     p_stack.add_argument("--port", type=int, help="port of the page (VOICE_AGENT_PORT)")
     sub.add_parser("check", help="validate settings and load the models, then exit")
+    sip_commands.add_parser(sub)
     p_bench = sub.add_parser("bench", help="benchmarks of the model engines")
     benches = p_bench.add_subparsers(dest="benchmark", required=True)
     for name, help_text in BENCHMARKS.items():
@@ -176,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
             settings = load_settings(port=args.port)  # the worker's settings, checked before anything starts
             workdir = Path(tempfile.mkdtemp(prefix="voice-agent-stack-"))
             run_stack(Path(args.config), workdir, settings.port)
+        elif args.command == "sip":
+            sip_commands.run(args, load_settings(needs_llm=False))
         elif args.command == "bench":
             bench(args)
         else:

@@ -18,15 +18,30 @@ from aiohttp import web
 from tests.fakes.loopback import serve
 
 
+@dataclass(frozen=True)
+class ToolCall:
+    """A scripted reply that calls one of the tools the request offers."""
+
+    name: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+
+Reply = str | ToolCall
+
+
 @dataclass
 class RecordedRequest:
     body: dict[str, Any]
-    reply: str
+    reply: Reply
     started_at: float
     tokens_sent: int = 0
     completed: bool = False
     cancelled: bool = False
     finished: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def tool_names(self) -> list[str]:
+        return [t.get("function", {}).get("name", "") for t in self.body.get("tools", [])]
 
     @property
     def user_texts(self) -> list[str]:
@@ -44,7 +59,7 @@ class ScriptedLLMServer:
     `failures` requests are answered with HTTP 500 instead."""
 
     def __init__(
-        self, replies: list[str], *, ttft: float = 0.05, tokens_per_second: float = 50.0, failures: int = 0
+        self, replies: list[Reply], *, ttft: float = 0.05, tokens_per_second: float = 50.0, failures: int = 0
     ) -> None:
         self.replies = list(replies)
         self.failures = failures
@@ -55,7 +70,7 @@ class ScriptedLLMServer:
         self._runner: web.AppRunner | None = None
         self.port = 0
 
-    def reset(self, replies: list[str], *, tokens_per_second: float = 50.0) -> None:
+    def reset(self, replies: list[Reply], *, tokens_per_second: float = 50.0) -> None:
         """A fresh script for the next test of a server shared by several (e.g. with one worker process)."""
         self.replies = list(replies)
         self.tokens_per_second = tokens_per_second
@@ -101,7 +116,12 @@ class ScriptedLLMServer:
         await resp.prepare(request)
         try:
             await asyncio.sleep(self.ttft)
-            for token in re.findall(r"\S+\s*", reply):
+            if isinstance(reply, ToolCall):
+                call = {"index": 0, "id": f"call_{len(self.requests)}", "type": "function",
+                        "function": {"name": reply.name, "arguments": json.dumps(reply.arguments)}}
+                await resp.write(_sse(_chunk(body, {"role": "assistant", "tool_calls": [call]})))
+                await resp.write(_sse(_chunk(body, {}, finish_reason="tool_calls")))
+            for token in re.findall(r"\S+\s*", reply if isinstance(reply, str) else ""):
                 await resp.write(_sse(_chunk(body, {"role": "assistant", "content": token})))
                 rec.tokens_sent += 1
                 await asyncio.sleep(1.0 / self.tokens_per_second)
@@ -122,9 +142,12 @@ class ScriptedLLMServer:
 
 
 def _chunk(
-    body: dict[str, Any], delta: dict[str, Any] | None, usage: dict[str, int] | None = None
+    body: dict[str, Any],
+    delta: dict[str, Any] | None,
+    usage: dict[str, int] | None = None,
+    finish_reason: str | None = None,
 ) -> dict[str, Any]:
-    choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": None}]
+    choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish_reason}]
     out: dict[str, Any] = {
         "id": "chatcmpl-scripted",
         "object": "chat.completion.chunk",

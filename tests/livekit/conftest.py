@@ -138,6 +138,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 PHONE_AGENT = "phone-agent"
 TRUNK_NUMBER = "+15550100000"
 TRANSFER_TO = "sip:front-desk@example.com"
+DIGIT_TIMEOUT = 2.0
 
 
 @pytest.fixture(scope="session")
@@ -182,6 +183,7 @@ async def phone_worker(
     worker = await start_worker(
         livekit_stack, log, PHONE_AGENT, phone_llm, VOICE_AGENT_TRANSFER_TO=TRANSFER_TO,
         VOICE_AGENT_PHONE_GREETING="Hello, you are talking to the test agent. How can I help?",
+        VOICE_AGENT_DTMF_DIGIT_TIMEOUT=str(DIGIT_TIMEOUT),
     )
     yield worker
     await worker.kill()

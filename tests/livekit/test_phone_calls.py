@@ -4,16 +4,19 @@ key presses, transfers with SIP REFER and hangs up with BYE."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 
 import pytest
 
 from agent.localsip import SipAddresses
 from agent.localstack import LocalStack
+from agent.telephony.keypad import entry_text
 from agent.telephony.provision import Provisioned, SipAdmin
-from tests.fakes.openai_server import ScriptedLLMServer
-from tests.livekit.conftest import phone_settings
-from tests.livekit.phone import dial
+from tests.fakes.openai_server import ScriptedLLMServer, ToolCall
+from tests.livekit.conftest import DIGIT_TIMEOUT, TRANSFER_TO, phone_settings
+from tests.livekit.phone import Call, dial
 from tests.speech import speak
 from tests.workers import WorkerProcess
 
@@ -25,6 +28,7 @@ async def provisioned(livekit_stack: LocalStack, sip_server: SipAddresses) -> Pr
 
 
 async def test_a_caller_is_greeted_and_answered(
+    livekit_stack: LocalStack,
     provisioned: Provisioned,
     phone_worker: WorkerProcess,
     phone_llm: ScriptedLLMServer,
@@ -33,12 +37,95 @@ async def test_a_caller_is_greeted_and_answered(
     tmp_path: Path,
 ) -> None:
     phone_llm.reset(["It is sunny and warm today. Anything else?"])
-    async with dial(sip_server, tmp_path / "sipp") as call:
+    async with dial(livekit_stack, sip_server, tmp_path / "sipp") as call:
         phone = call.phone
-        await phone.wait_for(lambda: phone.first_audio_after(0), 90, "the greeting")
+        await greeted(call)
         assert not phone_llm.requests, "the greeting is spoken before the caller says anything"
-        await phone.wait_for(lambda: (phone.last_audio() or 0) < phone.audio[-1][0] - 1.0, 60, "the greeting to end")
         spoke_until = await phone.say(speak("What is the weather like today?", clips_dir))
         (request,) = await phone_llm.wait_for_requests(1, timeout=60)
         assert request.user_texts[-1].strip(), "the caller's words reached the LLM"
         await phone.wait_for(lambda: phone.first_audio_after(spoke_until), 60, "the answer")
+
+
+async def greeted(call: Call) -> None:
+    """Until the agent's greeting has been heard to its end (a second of quiet after it)."""
+    phone = call.phone
+    await phone.wait_for(lambda: phone.first_audio_after(0), 90, "the greeting")
+    await phone.wait_for(lambda: (phone.last_audio() or 0) < phone.audio[-1][0] - 1.0, 60, "the greeting to end")
+
+
+async def test_key_presses_reach_the_agent_as_an_entry(
+    livekit_stack: LocalStack, provisioned: Provisioned, phone_worker: WorkerProcess, phone_llm: ScriptedLLMServer,
+    sip_server: SipAddresses, tmp_path: Path,
+) -> None:
+    phone_llm.reset(["You chose option twelve."])
+    async with dial(livekit_stack, sip_server, tmp_path / "sipp") as call:
+        await greeted(call)
+        pressed_at = await call.phone.press("12#")
+        (request,) = await phone_llm.wait_for_requests(1, timeout=30)
+        assert request.user_texts[-1] == entry_text(["1", "2"])
+        assert request.started_at - pressed_at < DIGIT_TIMEOUT, "'#' ends the entry without waiting"
+        await call.phone.wait_for(lambda: call.phone.first_audio_after(pressed_at), 60, "the answer")
+
+        phone_llm.reset(["Thank you."])
+        pressed_at = await call.phone.press("7")  # no '#': the entry ends after the digit timeout
+        (request,) = await phone_llm.wait_for_requests(1, timeout=30)
+        assert request.user_texts[-1] == entry_text(["7"])
+        assert request.started_at - pressed_at >= DIGIT_TIMEOUT - 0.5
+
+
+async def test_transfer_to_a_person_sends_refer(
+    livekit_stack: LocalStack, provisioned: Provisioned, phone_worker: WorkerProcess, phone_llm: ScriptedLLMServer,
+    sip_server: SipAddresses, clips_dir: Path, tmp_path: Path,
+) -> None:
+    phone_llm.reset([ToolCall("transfer_to_human"), "Transferring you."])
+    async with dial(livekit_stack, sip_server, tmp_path / "sipp") as call:
+        await greeted(call)
+        spoke_until = await call.phone.say(speak("I would like to talk to a person please.", clips_dir))
+        (request,) = await phone_llm.wait_for_requests(1, timeout=60)
+        assert {"transfer_to_human", "end_call"} <= set(request.tool_names), "phone calls get the phone tools"
+        refer = await call.sipp.wait_for_line(r"refer-to (\S+)", 90)
+        refer_seen = time.monotonic()
+        assert refer.group(1) == TRANSFER_TO
+        line = call.phone.first_audio_after(spoke_until)
+        assert line is not None and line < refer_seen, "the agent said its line before transferring"
+        await call.sipp.wait_for_line("bye received", 30)  # livekit-sip leaves the call once it is transferred
+        assert await call.sipp.wait(30) == 0, call.sipp.report()
+    assert len(phone_llm.requests) == 1, "a transfer needs no reply from the LLM"
+    await wait_for_no_jobs(phone_worker)
+
+
+async def test_end_call_says_goodbye_then_hangs_up(
+    livekit_stack: LocalStack, provisioned: Provisioned, phone_worker: WorkerProcess, phone_llm: ScriptedLLMServer,
+    sip_server: SipAddresses, clips_dir: Path, tmp_path: Path,
+) -> None:
+    phone_llm.reset([ToolCall("end_call"), "Goodbye, and thank you for calling."])
+    async with dial(livekit_stack, sip_server, tmp_path / "sipp") as call:
+        await greeted(call)
+        await call.phone.say(speak("That is all, thank you. Bye.", clips_dir))
+        await call.sipp.wait_for_line("bye received", 120)
+        bye_seen = time.monotonic()
+        requests = await phone_llm.wait_for_requests(2, timeout=5)
+        goodbye = call.phone.first_audio_after(requests[1].started_at)
+        assert goodbye is not None and goodbye < bye_seen, "the goodbye was heard before the BYE"
+        assert await call.sipp.wait(30) == 0, call.sipp.report()
+    await wait_for_no_jobs(phone_worker)
+
+
+async def test_a_caller_hanging_up_ends_the_job(
+    livekit_stack: LocalStack, provisioned: Provisioned, phone_worker: WorkerProcess, phone_llm: ScriptedLLMServer,
+    sip_server: SipAddresses, tmp_path: Path,
+) -> None:
+    async with dial(livekit_stack, sip_server, tmp_path / "sipp", hang_up_after_ms=10_000) as call:
+        await call.phone.wait_for(lambda: call.phone.first_audio_after(0), 90, "the greeting")
+        assert await phone_worker.active_jobs() == 1
+        await call.sipp.wait_for_line("hung up", 30)
+        assert await call.sipp.wait(10) == 0, call.sipp.report()
+    await wait_for_no_jobs(phone_worker)
+
+
+async def wait_for_no_jobs(worker: WorkerProcess, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while await worker.active_jobs():
+        assert time.monotonic() < deadline, f"the job outlived its call:\n{worker.log_tail()}"
+        await asyncio.sleep(0.25)
