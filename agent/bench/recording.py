@@ -79,6 +79,11 @@ class CallRecording:
             if e.message.get("type") == type_ and all(e.message.get(k) == v for k, v in match.items())
         ]
 
+    async def wait_for_value(self, get: Any, timeout: float, what: str) -> Any:
+        """`get()` once it is not None (e.g. `first_audio_after(t)`), polling like `wait_for`."""
+        await self.wait_for(lambda: get() is not None, timeout, what)
+        return get()
+
     async def wait_for(self, predicate: Any, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
         while not predicate():

@@ -139,6 +139,7 @@ PHONE_AGENT = "phone-agent"
 TRUNK_NUMBER = "+15550100000"
 TRANSFER_TO = "sip:front-desk@example.com"
 DIGIT_TIMEOUT = 2.0
+SILENCE_TIMEOUT = 10.0
 
 
 @pytest.fixture(scope="session")
@@ -184,6 +185,7 @@ async def phone_worker(
         livekit_stack, log, PHONE_AGENT, phone_llm, VOICE_AGENT_TRANSFER_TO=TRANSFER_TO,
         VOICE_AGENT_PHONE_GREETING="Hello, you are talking to the test agent. How can I help?",
         VOICE_AGENT_DTMF_DIGIT_TIMEOUT=str(DIGIT_TIMEOUT),
+        VOICE_AGENT_CALLER_SILENCE_TIMEOUT=str(SILENCE_TIMEOUT),
     )
     yield worker
     await worker.kill()

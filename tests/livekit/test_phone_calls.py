@@ -5,6 +5,7 @@ key presses, transfers with SIP REFER and hangs up with BYE."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from pathlib import Path
 
@@ -15,10 +16,14 @@ from agent.localstack import LocalStack
 from agent.telephony.keypad import entry_text
 from agent.telephony.provision import Provisioned, SipAdmin
 from tests.fakes.openai_server import ScriptedLLMServer, ToolCall
-from tests.livekit.conftest import DIGIT_TIMEOUT, TRANSFER_TO, phone_settings
+from tests.livekit.conftest import DIGIT_TIMEOUT, SILENCE_TIMEOUT, TRANSFER_TO, phone_settings
 from tests.livekit.phone import Call, dial
 from tests.speech import speak
 from tests.workers import WorkerProcess
+
+logger = logging.getLogger(__name__)
+QUIET_BOUND = 3.0  # VAD needs the phone profile's min_interruption_duration (0.6 s) of speech, plus jitter
+LONG_REPLY = " ".join(f"Here is sentence number {i} of a very long story that keeps on going." for i in range(1, 25))
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +49,8 @@ async def test_a_caller_is_greeted_and_answered(
         spoke_until = await phone.say(speak("What is the weather like today?", clips_dir))
         (request,) = await phone_llm.wait_for_requests(1, timeout=60)
         assert request.user_texts[-1].strip(), "the caller's words reached the LLM"
-        await phone.wait_for(lambda: phone.first_audio_after(spoke_until), 60, "the answer")
+        answer = await phone.wait_for_value(lambda: phone.first_audio_after(spoke_until), 60, "the answer")
+    logger.info("phone: voice-to-voice %.2f s (end of caller speech -> first agent RTP audio)", answer - spoke_until)
 
 
 async def greeted(call: Call) -> None:
@@ -129,3 +135,46 @@ async def wait_for_no_jobs(worker: WorkerProcess, timeout: float = 20.0) -> None
     while await worker.active_jobs():
         assert time.monotonic() < deadline, f"the job outlived its call:\n{worker.log_tail()}"
         await asyncio.sleep(0.25)
+
+
+async def test_a_silent_caller_is_asked_then_hung_up_on(
+    livekit_stack: LocalStack, provisioned: Provisioned, phone_worker: WorkerProcess, phone_llm: ScriptedLLMServer,
+    sip_server: SipAddresses, tmp_path: Path,
+) -> None:
+    async with dial(livekit_stack, sip_server, tmp_path / "sipp") as call:
+        await greeted(call)
+        quiet_from = call.phone.last_audio() or 0.0
+        prompt = await call.phone.wait_for_value(
+            lambda: call.phone.first_audio_after(quiet_from + SILENCE_TIMEOUT - 1.0), 60, "'are you still there?'"
+        )
+        assert prompt - quiet_from > SILENCE_TIMEOUT - 1.0
+        await call.sipp.wait_for_line("bye received", 3 * SILENCE_TIMEOUT + 30)
+        assert time.monotonic() - prompt > SILENCE_TIMEOUT - 1.0, "a full timeout after the prompt"
+    assert not phone_llm.requests, "prompt and goodbye are the agent's own lines"
+    await wait_for_no_jobs(phone_worker)
+
+
+async def test_talking_over_the_agent_on_the_phone_stops_it(
+    livekit_stack: LocalStack, provisioned: Provisioned, phone_worker: WorkerProcess, phone_llm: ScriptedLLMServer,
+    sip_server: SipAddresses, clips_dir: Path, tmp_path: Path,
+) -> None:
+    phone_llm.reset([LONG_REPLY, "Okay, I stopped."], tokens_per_second=6)  # still streaming at barge-in
+    async with dial(livekit_stack, sip_server, tmp_path / "sipp") as call:
+        phone = call.phone
+        await greeted(call)
+        spoke_until = await phone.say(speak("Please tell me a long story.", clips_dir))
+        await phone.wait_for(lambda: phone.first_audio_after(spoke_until), 90, "the story")
+        await phone.silence(1.5)
+
+        barge_in_at = time.monotonic()
+        await phone.say(speak("Stop, stop. Wait a moment please.", clips_dir))
+        first = phone_llm.requests[0]
+        await phone.wait_for(lambda: first.finished.is_set(), 30, "the first LLM request to end")
+        assert first.cancelled and not first.completed, "the LLM stream of the interrupted reply was closed"
+        await phone.silence(QUIET_BOUND + 1.0)
+        second_started = phone_llm.requests[1].started_at if len(phone_llm.requests) > 1 else float("inf")
+        resumed = phone.first_audio_after(barge_in_at + QUIET_BOUND)
+        assert resumed is None or resumed > second_started, "no RTP audio of the interrupted reply after barge-in"
+        window_end = min(second_started, barge_in_at + QUIET_BOUND)
+        talked_on = max((at for at, lvl in phone.audio if barge_in_at < at < window_end and lvl >= 200), default=barge_in_at)
+    logger.info("phone: barge-in -> last RTP audio of the interrupted reply %.2f s", talked_on - barge_in_at)
