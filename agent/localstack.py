@@ -167,6 +167,8 @@ class LocalStack:
     where: StackAddresses = field(default_factory=StackAddresses)
     api_key: str = field(default_factory=lambda: "API" + secrets.token_hex(6))
     api_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
+    # without redis the server runs alone (rooms and agent dispatch work, SIP does not)
+    with_redis: bool = True
     children: list[ChildProcess] = field(default_factory=list)
 
     @property
@@ -187,22 +189,18 @@ class LocalStack:
 
     def start(self, timeout: float = 30.0) -> LocalStack:
         server_binary = find_binary("livekit-server")
-        redis_binary = find_binary("redis-server")
+        redis_binary = find_binary("redis-server") if self.with_redis else ""
         self.workdir.mkdir(parents=True, exist_ok=True)
         shipped = yaml.safe_load(self.shipped_config.read_text())
         config = derive_config(shipped, self.where, self.api_key, self.api_secret)
+        if not self.with_redis:
+            del config["redis"]
         config_path = self.workdir / "livekit.yaml"
         config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         config_path.chmod(0o600)  # it holds the secret
         try:
-            redis = start_child(
-                "redis-server",
-                [redis_binary, "--bind", self.where.bind_ip, "--port", str(self.where.redis_port),
-                 "--save", "", "--appendonly", "no", "--dir", str(self.workdir)],
-                self.workdir / "redis.log",
-            )
-            self.children.append(redis)
-            wait_until(redis, lambda: redis_answers(self.where.bind_ip, self.where.redis_port), timeout, "answer")
+            if self.with_redis:
+                self._start_redis(redis_binary, timeout)
             server = start_child(
                 "livekit-server",
                 [server_binary, "--config", str(config_path)],
@@ -215,6 +213,16 @@ class LocalStack:
             self.stop()
             raise
         return self
+
+    def _start_redis(self, binary: str, timeout: float) -> None:
+        redis = start_child(
+            "redis-server",
+            [binary, "--bind", self.where.bind_ip, "--port", str(self.where.redis_port),
+             "--save", "", "--appendonly", "no", "--dir", str(self.workdir)],
+            self.workdir / "redis.log",
+        )
+        self.children.append(redis)
+        wait_until(redis, lambda: redis_answers(self.where.bind_ip, self.where.redis_port), timeout, "answer")
 
     def stop(self) -> None:
         for child in reversed(self.children):
