@@ -112,7 +112,7 @@ class Settings(BaseSettings):
     # spoken as soon as a call is answered; empty: the LLM greets, following the instructions
     phone_greeting: str = "Hello, thanks for calling. How can I help you today?"
     # phone lines carry 300-3400 Hz: the STT hears the call at this rate, not the room's 24 kHz
-    phone_sample_rate: Literal[8000, 16000] = 8000
+    phone_sample_rate: int = Field(default=8000, ge=8000, le=48000)
     phone_min_endpointing_delay: float = Field(default=0.6, ge=0.0)
     phone_min_interruption_duration: float = Field(default=0.6, ge=0.0)
     # key presses: digits wait this long for the next one; "#" ends the entry at once

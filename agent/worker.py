@@ -27,6 +27,7 @@ from .session import build_agent, build_session
 from .settings import Settings
 from .telephony.call import PhoneCall
 from .telephony.phone import PhoneSession
+from .telephony.redact import install as redact_phone_numbers
 from .telephony.tools import phone_tools
 
 logger = logging.getLogger("voice_agent.worker")
@@ -85,8 +86,10 @@ def build_server(settings: Settings, models: Models) -> AgentServer:
 
 
 def attach_models(proc: JobProcess, models: Models) -> None:
-    """Prewarm of a job thread: the models are already loaded (once, before registering); share them."""
+    """Prewarm of a job thread: the models are already loaded (once, before registering); share them.
+    By now livekit-agents has set up the process's log handlers: keep phone numbers out of them."""
     proc.userdata["models"] = models
+    redact_phone_numbers()
 
 
 async def run_job(ctx: JobContext, settings: Settings) -> None:

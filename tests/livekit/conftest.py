@@ -185,6 +185,7 @@ async def phone_worker(
         livekit_stack, log, PHONE_AGENT, phone_llm, VOICE_AGENT_TRANSFER_TO=TRANSFER_TO,
         VOICE_AGENT_PHONE_GREETING="Hello, you are talking to the test agent. How can I help?",
         VOICE_AGENT_DTMF_DIGIT_TIMEOUT=str(DIGIT_TIMEOUT),
+        VOICE_AGENT_SYSTEM_PROMPT="You answer calls to {trunk_number}. The caller's number is {caller_number}.",
         VOICE_AGENT_CALLER_SILENCE_TIMEOUT=str(SILENCE_TIMEOUT),
     )
     yield worker

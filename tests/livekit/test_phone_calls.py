@@ -16,7 +16,7 @@ from agent.localstack import LocalStack
 from agent.telephony.keypad import entry_text
 from agent.telephony.provision import Provisioned, SipAdmin
 from tests.fakes.openai_server import ScriptedLLMServer, ToolCall
-from tests.livekit.conftest import DIGIT_TIMEOUT, SILENCE_TIMEOUT, TRANSFER_TO, phone_settings
+from tests.livekit.conftest import DIGIT_TIMEOUT, SILENCE_TIMEOUT, TRANSFER_TO, TRUNK_NUMBER, phone_settings
 from tests.livekit.phone import Call, dial
 from tests.speech import speak
 from tests.workers import WorkerProcess
@@ -49,6 +49,9 @@ async def test_a_caller_is_greeted_and_answered(
         spoke_until = await phone.say(speak("What is the weather like today?", clips_dir))
         (request,) = await phone_llm.wait_for_requests(1, timeout=60)
         assert request.user_texts[-1].strip(), "the caller's words reached the LLM"
+        system = request.body["messages"][0]
+        assert system["role"] == "system" and call.caller in system["content"] and TRUNK_NUMBER in system["content"]
+        assert call.caller not in phone_worker.log.read_text(), "the caller's number is not logged in clear"
         answer = await phone.wait_for_value(lambda: phone.first_audio_after(spoke_until), 60, "the answer")
     logger.info("phone: voice-to-voice %.2f s (end of caller speech -> first agent RTP audio)", answer - spoke_until)
 
@@ -141,6 +144,7 @@ async def test_a_silent_caller_is_asked_then_hung_up_on(
     livekit_stack: LocalStack, provisioned: Provisioned, phone_worker: WorkerProcess, phone_llm: ScriptedLLMServer,
     sip_server: SipAddresses, tmp_path: Path,
 ) -> None:
+    phone_llm.reset(["Nobody should ask me anything."])
     async with dial(livekit_stack, sip_server, tmp_path / "sipp") as call:
         await greeted(call)
         quiet_from = call.phone.last_audio() or 0.0
