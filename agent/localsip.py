@@ -59,7 +59,9 @@ def derive_sip_config(shipped: dict[str, Any], where: SipAddresses, stack: Local
     return config
 
 
-def start_sip(stack: LocalStack, shipped_config: Path, where: SipAddresses, timeout: float = 30.0) -> ChildProcess:
+def start_sip(
+    stack: LocalStack, shipped_config: Path, where: SipAddresses, timeout: float = 30.0
+) -> ChildProcess:
     """Start livekit-sip as one more child of `stack` (so `stack.stop()` ends it first) and wait until its
     health endpoint answers."""
     binary = find_binary("livekit-sip")
@@ -68,9 +70,13 @@ def start_sip(stack: LocalStack, shipped_config: Path, where: SipAddresses, time
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     config_path.chmod(0o600)  # it holds the secret
     sip = start_child(
-        "livekit-sip", [binary, "--config", str(config_path)], stack.workdir / "livekit-sip.log",
+        "livekit-sip",
+        [binary, "--config", str(config_path)],
+        stack.workdir / "livekit-sip.log",
         env=without_livekit_env(),
     )
     stack.children.append(sip)
-    wait_until(sip, lambda: http_answers(f"http://{where.ip}:{where.health_port}/"), timeout, "report healthy")
+    wait_until(
+        sip, lambda: http_answers(f"http://{where.ip}:{where.health_port}/"), timeout, "report healthy"
+    )
     return sip

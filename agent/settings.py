@@ -126,7 +126,7 @@ class Settings(BaseSettings):
     @field_validator("transfer_to")
     @classmethod
     def _check_transfer_to(cls, v: str | None) -> str | None:
-        if v is not None and not (v.startswith("tel:") or v.startswith("sip:")):
+        if v is not None and not v.startswith(("tel:", "sip:")):
             raise ValueError("must be a tel: or sip: URI, e.g. tel:+15550100000 or sip:desk@pbx.example.com")
         return v
 

@@ -97,7 +97,7 @@ async def run_job(ctx: JobContext, settings: Settings) -> None:
     await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY)
     try:  # the caller: a browser, or livekit-sip's participant for a phone call
         caller = await asyncio.wait_for(ctx.wait_for_participant(), CALLER_TIMEOUT)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         ctx.shutdown(reason="nobody joined the room")
         return
     call = PhoneCall.of(caller)

@@ -79,7 +79,9 @@ Content-Length: 0
 ]]></send>
 <nop><action><log message="answered"/></action></nop>"""
 
-# the far end hangs up (BYE) or transfers the call (REFER, answered 202 + NOTIFY "200 OK", then its BYE)
+# the far end hangs up (BYE) or transfers the call (REFER, answered 202 + NOTIFY "200 OK", then its BYE).
+# The NOTIFY comes a moment after the 202, as from a phone that places the new call: livekit-sip v1.8.0
+# fails the transfer ("transaction failed to complete") when both arrive within a few milliseconds.
 WAIT_FOR_BYE = f"""<label id="2"/>
 <recv request="REFER" optional="true" next="3">
   <action>
@@ -102,6 +104,7 @@ Contact: <sip:[caller]@[local_ip]:[local_port]>
 Content-Length: 0
 
 ]]></send>
+<pause milliseconds="200"/>
 <send><![CDATA[
 NOTIFY [next_url] SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
@@ -120,6 +123,24 @@ SIP/2.0 200 OK
 <recv response="200"/>
 <nop next="2"/>
 <label id="9"/>"""
+
+# the same, but a REFER is declined (603): the transfer fails and the call goes on
+DECLINE_REFER = (
+    WAIT_FOR_BYE[: WAIT_FOR_BYE.index('<label id="3"/>')]
+    + """<label id="3"/>
+<send><![CDATA[
+SIP/2.0 603 Decline
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+<nop next="2"/>
+<label id="9"/>"""
+)
 
 # the phone hangs up after `-d` milliseconds (a <pause/> without a duration waits that long)
 HANG_UP = f"""<pause/>
@@ -166,7 +187,11 @@ Content-Length: [len]
 
 
 def scenario(name: str, *steps: str) -> str:
-    return f'<?xml version="1.0" encoding="ISO-8859-1" ?>\n<scenario name="{name}">\n' + "\n".join(steps) + "\n</scenario>\n"
+    return (
+        f'<?xml version="1.0" encoding="ISO-8859-1" ?>\n<scenario name="{name}">\n'
+        + "\n".join(steps)
+        + "\n</scenario>\n"
+    )
 
 
 @dataclass
@@ -186,7 +211,9 @@ class Sipp:
                 if m := re.search(pattern, line):
                     return m
             if self.process.returncode is not None or time.monotonic() > deadline:
-                raise TimeoutError(f"SIPp never logged {pattern!r} ({self.process.returncode=}):\n{self.report()}")
+                raise TimeoutError(
+                    f"SIPp never logged {pattern!r} ({self.process.returncode=}):\n{self.report()}"
+                )
             await asyncio.sleep(0.05)
 
     async def media(self, timeout: float = 120.0) -> tuple[str, int]:
@@ -211,8 +238,17 @@ class Sipp:
 
 
 async def start_sipp(
-    xml: str, workdir: Path, *, local_ip: str, local_port: int, rtp_port: int, caller: str = "+15550100999",
-    remote: str | None = None, service: str = "", hang_up_after_ms: int = 0, timeout_s: int = 240,
+    xml: str,
+    workdir: Path,
+    *,
+    local_ip: str,
+    local_port: int,
+    rtp_port: int,
+    caller: str = "+15550100999",
+    remote: str | None = None,
+    service: str = "",
+    hang_up_after_ms: int = 0,
+    timeout_s: int = 240,
 ) -> Sipp:
     """Run one call of scenario `xml`: as the calling phone when `remote` (host:port) is given, otherwise as
     the phone that answers on local_ip:local_port."""
@@ -223,16 +259,49 @@ async def start_sipp(
     path.write_text(xml)
     log, errors, messages = workdir / "sipp.log", workdir / "errors.log", workdir / "messages.log"
     argv = [
-        binary, "-sf", str(path), "-i", local_ip, "-p", str(local_port), "-t", "u1", "-m", "1",
-        "-key", "rtp_port", str(rtp_port), "-key", "caller", caller, "-d", str(hang_up_after_ms),
-        "-mp", str(rtp_port + 2),  # SIPp's own media port, unused: the test's endpoint owns rtp_port
-        "-nostdin", "-timeout", f"{timeout_s}s", "-timeout_error", "-max_recv_loops", "1000",
-        "-trace_logs", "-log_file", str(log), "-trace_err", "-error_file", str(errors),
-        "-trace_msg", "-message_file", str(messages),
+        binary,
+        "-sf",
+        str(path),
+        "-i",
+        local_ip,
+        "-p",
+        str(local_port),
+        "-t",
+        "u1",
+        "-m",
+        "1",
+        "-key",
+        "rtp_port",
+        str(rtp_port),
+        "-key",
+        "caller",
+        caller,
+        "-d",
+        str(hang_up_after_ms),
+        "-mp",
+        str(rtp_port + 2),  # SIPp's own media port, unused: the test's endpoint owns rtp_port
+        "-nostdin",
+        "-timeout",
+        f"{timeout_s}s",
+        "-timeout_error",
+        "-max_recv_loops",
+        "1000",
+        "-trace_logs",
+        "-log_file",
+        str(log),
+        "-trace_err",
+        "-error_file",
+        str(errors),
+        "-trace_msg",
+        "-message_file",
+        str(messages),
     ]
     if remote:
         argv += ["-s", service, remote]
     process = await asyncio.create_subprocess_exec(
-        *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
     )
     return Sipp(process, log, errors, messages)

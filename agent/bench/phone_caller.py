@@ -60,7 +60,9 @@ class _Rtp:
     seq: int = field(default_factory=lambda: secrets.randbits(16))
     timestamp: int = field(default_factory=lambda: secrets.randbits(32))
 
-    def packet(self, payload_type: int, payload: bytes, *, marker: bool = False, advance: bool = True) -> bytes:
+    def packet(
+        self, payload_type: int, payload: bytes, *, marker: bool = False, advance: bool = True
+    ) -> bytes:
         header = struct.pack(
             "!BBHII", 0x80, (0x80 if marker else 0) | payload_type, self.seq, self.timestamp, self.ssrc
         )

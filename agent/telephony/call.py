@@ -66,7 +66,7 @@ class PhoneCall:
         try:
             check()
             return await asyncio.wait_for(done, timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
         finally:
             room.off("participant_attributes_changed", check)

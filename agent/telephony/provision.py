@@ -12,7 +12,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import aiohttp
 from google.protobuf import json_format
@@ -28,6 +28,7 @@ SIP_URI = re.compile(r"^sip:[^@\s]+@[^\s]+$")
 PLACEHOLDER = "CHANGE-ME"  # marks what an operator must edit in infra/sip/*.json
 
 M = TypeVar("M", bound=Message)
+T = TypeVar("T")
 
 
 @dataclass
@@ -45,16 +46,22 @@ def check_number(number: str) -> str:
     raise StartupError(f"{number!r} is not a phone number (E.164, e.g. +15550100000) or a sip:user@host URI")
 
 
-def check_placeholders(trunk: api.SIPInboundTrunkInfo | api.SIPOutboundTrunkInfo, path: Path, knob: str) -> None:
+def check_placeholders(
+    trunk: api.SIPInboundTrunkInfo | api.SIPOutboundTrunkInfo, path: Path, knob: str
+) -> None:
     if PLACEHOLDER in trunk.auth_username or PLACEHOLDER in trunk.auth_password:
-        raise StartupError(f"{path} still has the CHANGE-ME credentials: set {knob} (empty: no authentication)")
+        raise StartupError(
+            f"{path} still has the CHANGE-ME credentials: set {knob} (empty: no authentication)"
+        )
 
 
 def read_definition(path: Path, message: type[M]) -> M:
     try:
         return json_format.Parse(path.read_text(), message(), ignore_unknown_fields=False)
     except FileNotFoundError:
-        raise StartupError(f"{path} not found (set its path in the settings, see infra/sip/README.md)") from None
+        raise StartupError(
+            f"{path} not found (set its path in the settings, see infra/sip/README.md)"
+        ) from None
     except json_format.ParseError as e:
         raise StartupError(f"{path}: {e}") from None
 
@@ -69,7 +76,9 @@ def inbound_trunk(settings: Settings) -> api.SIPInboundTrunkInfo:
         trunk.allowed_addresses.extend(settings.sip_allowed_addresses)
     if settings.sip_auth_username is not None:  # "" turns digest authentication off
         trunk.auth_username = settings.sip_auth_username
-        trunk.auth_password = settings.sip_auth_password.get_secret_value() if settings.sip_auth_password else ""
+        trunk.auth_password = (
+            settings.sip_auth_password.get_secret_value() if settings.sip_auth_password else ""
+        )
     check_placeholders(trunk, settings.sip_inbound_trunk, "VOICE_AGENT_SIP_AUTH_USERNAME/_PASSWORD")
     if not (trunk.numbers or trunk.allowed_addresses or trunk.auth_username):
         raise StartupError(
@@ -113,19 +122,25 @@ def outbound_trunk(settings: Settings) -> api.SIPOutboundTrunkInfo | None:
     return trunk
 
 
+def named(items: list[T], name: str) -> T | None:
+    return next((item for item in items if getattr(item, "name", None) == name), None)
+
+
 class SipAdmin:
     """`async with SipAdmin(settings) as admin:` the SIP API of the configured LiveKit server."""
 
     def __init__(self, settings: Settings) -> None:
         if not settings.has_livekit:
-            raise StartupError("set LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET (your LiveKit server)")
+            raise StartupError(
+                "set LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET (your LiveKit server)"
+            )
         assert settings.livekit_url and settings.livekit_api_key and settings.livekit_api_secret
         self.settings = settings
         self._lk = api.LiveKitAPI(
             settings.livekit_url, settings.livekit_api_key, settings.livekit_api_secret.get_secret_value()
         )
 
-    async def __aenter__(self) -> SipAdmin:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -136,59 +151,63 @@ class SipAdmin:
         try:
             return await coro
         except api.TwirpError as e:
-            hint = " (livekit-sip needs redis, shared with livekit-server)" if "sip not connected" in e.message else ""
+            hint = (
+                " (livekit-sip needs redis, shared with livekit-server)"
+                if "sip not connected" in e.message
+                else ""
+            )
             raise StartupError(f"LiveKit server refused: {e.message}{hint}") from None
         except aiohttp.ClientError as e:
-            raise StartupError(f"cannot reach the LiveKit server at {self.settings.livekit_url}: {e}") from None
+            raise StartupError(
+                f"cannot reach the LiveKit server at {self.settings.livekit_url}: {e}"
+            ) from None
 
     async def setup(self) -> Provisioned:
-        sip = self._lk.sip
+        sip, listed = self._lk.sip, await self.listing()
         want = inbound_trunk(self.settings)
-        trunks = (await self._call(sip.list_inbound_trunk(api.ListSIPInboundTrunkRequest()))).items
-        found = next((t for t in trunks if t.name == want.name), None)
-        if found:
+        if found := named(listed["inbound trunks"], want.name):
             trunk = await self._call(sip.update_inbound_trunk(found.sip_trunk_id, want))
         else:
             trunk = await self._call(sip.create_inbound_trunk(api.CreateSIPInboundTrunkRequest(trunk=want)))
 
         rule_want = dispatch_rule(self.settings, trunk.sip_trunk_id)
-        rules = (await self._call(sip.list_dispatch_rule(api.ListSIPDispatchRuleRequest()))).items
-        found_rule = next((r for r in rules if r.name == rule_want.name), None)
-        if found_rule:
+        if found_rule := named(listed["dispatch rules"], rule_want.name):
             rule = await self._call(sip.update_dispatch_rule(found_rule.sip_dispatch_rule_id, rule_want))
         else:
             rule = await self._call(
                 sip.create_dispatch_rule(api.CreateSIPDispatchRuleRequest(dispatch_rule=rule_want))
             )
 
-        out_want = outbound_trunk(self.settings)
-        out = None
-        if out_want is not None:
-            outs = (await self._call(sip.list_outbound_trunk(api.ListSIPOutboundTrunkRequest()))).items
-            found_out = next((t for t in outs if t.name == out_want.name), None)
-            if found_out:
-                out = await self._call(sip.update_outbound_trunk(found_out.sip_trunk_id, out_want))
-            else:
-                out = await self._call(
-                    sip.create_outbound_trunk(api.CreateSIPOutboundTrunkRequest(trunk=out_want))
-                )
+        out, out_want = None, outbound_trunk(self.settings)
+        if out_want is not None and (found_out := named(listed["outbound trunks"], out_want.name)):
+            out = await self._call(sip.update_outbound_trunk(found_out.sip_trunk_id, out_want))
+        elif out_want is not None:
+            out = await self._call(
+                sip.create_outbound_trunk(api.CreateSIPOutboundTrunkRequest(trunk=out_want))
+            )
         return Provisioned(trunk, rule, out)
 
     async def listing(self) -> dict[str, list[Any]]:
         sip = self._lk.sip
         return {
-            "inbound trunks": list((await self._call(sip.list_inbound_trunk(api.ListSIPInboundTrunkRequest()))).items),
+            "inbound trunks": list(
+                (await self._call(sip.list_inbound_trunk(api.ListSIPInboundTrunkRequest()))).items
+            ),
             "outbound trunks": list(
                 (await self._call(sip.list_outbound_trunk(api.ListSIPOutboundTrunkRequest()))).items
             ),
-            "dispatch rules": list((await self._call(sip.list_dispatch_rule(api.ListSIPDispatchRuleRequest()))).items),
+            "dispatch rules": list(
+                (await self._call(sip.list_dispatch_rule(api.ListSIPDispatchRuleRequest()))).items
+            ),
         }
 
     async def delete(self) -> list[str]:
         """Delete what `setup` creates (by the names in the definitions); returns the deleted IDs."""
         names = {
             inbound_trunk(self.settings).name,
-            read_definition(self.settings.sip_dispatch_rule, api.CreateSIPDispatchRuleRequest).dispatch_rule.name,
+            read_definition(
+                self.settings.sip_dispatch_rule, api.CreateSIPDispatchRuleRequest
+            ).dispatch_rule.name,
         }
         out = outbound_trunk(self.settings)
         if out is not None:
@@ -205,7 +224,9 @@ class SipAdmin:
                 deleted.append(rule.sip_dispatch_rule_id)
         for trunk in listed["inbound trunks"] + listed["outbound trunks"]:
             if trunk.name in names:
-                await self._call(self._lk.sip.delete_trunk(api.DeleteSIPTrunkRequest(sip_trunk_id=trunk.sip_trunk_id)))
+                await self._call(
+                    self._lk.sip.delete_trunk(api.DeleteSIPTrunkRequest(sip_trunk_id=trunk.sip_trunk_id))
+                )
                 deleted.append(trunk.sip_trunk_id)
         return deleted
 
@@ -219,10 +240,11 @@ class SipAdmin:
                 "no outbound trunk: set VOICE_AGENT_SIP_OUTBOUND_ADDRESS (your provider's SIP host) and run "
                 "`voice-agent sip setup`"
             )
-        outs = (await self._call(self._lk.sip.list_outbound_trunk(api.ListSIPOutboundTrunkRequest()))).items
-        trunk = next((t for t in outs if t.name == out.name), None)
+        trunk = named((await self.listing())["outbound trunks"], out.name)
         if trunk is None:
-            raise StartupError(f"outbound trunk {out.name!r} is not on the server: run `voice-agent sip setup`")
+            raise StartupError(
+                f"outbound trunk {out.name!r} is not on the server: run `voice-agent sip setup`"
+            )
         room = room or f"call-out-{secrets.token_hex(4)}"
         dispatch = api.RoomAgentDispatch(agent_name=self.settings.agent_name)
         await self._call(self._lk.room.create_room(api.CreateRoomRequest(name=room, agents=[dispatch])))
@@ -239,3 +261,5 @@ class SipAdmin:
             )
         except api.TwirpError as e:  # SipCallError too: it carries the SIP status in its message
             raise StartupError(f"the call to {callee} failed: {e.message}") from None
+        except (TimeoutError, aiohttp.ClientError) as e:
+            raise StartupError(f"the call to {callee} failed: no answer from the server ({e!r})") from None

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import aiohttp
+from livekit import api
 from livekit.agents import RunContext, ToolResult, function_tool, get_job_context, llm
 from livekit.agents.beta.tools import EndCallTool
 
@@ -37,8 +39,8 @@ def transfer_tool(transfer_to: str, call: PhoneCall) -> llm.Tool:
         try:
             await job.transfer_sip_participant(call.participant, transfer_to)
             logger.info("transferred the call to %s", masked(transfer_to))
-        except Exception as e:  # the server's or the provider's refusal, or a timeout
-            logger.warning("transfer to %s failed: %s", masked(transfer_to), e)
+        except (TimeoutError, api.TwirpError, aiohttp.ClientError) as e:  # refused, or no answer
+            logger.warning("transfer failed (to %s): %s", masked(transfer_to), e)
             ctx.session.say(TRANSFER_FAILED_LINE)
 
     @function_tool(name="transfer_to_human")

@@ -17,7 +17,7 @@ from agent.bench.phone_caller import PhoneCaller
 from agent.localsip import SipAddresses
 from agent.localstack import LocalStack
 from tests.livekit.conftest import MEDIA_IP, TRUNK_NUMBER
-from tests.sipp import HANG_UP, INVITE, WAIT_FOR_BYE, Sipp, scenario, start_sipp
+from tests.sipp import DECLINE_REFER, HANG_UP, INVITE, WAIT_FOR_BYE, Sipp, scenario, start_sipp
 
 
 def free_udp_port(ip: str) -> int:
@@ -44,17 +44,29 @@ async def end_rooms_of(stack: LocalStack, caller: str) -> None:
 
 @asynccontextmanager
 async def dial(
-    stack: LocalStack, sip: SipAddresses, workdir: Path, *, number: str = TRUNK_NUMBER, hang_up_after_ms: int = 0
+    stack: LocalStack,
+    sip: SipAddresses,
+    workdir: Path,
+    *,
+    number: str = TRUNK_NUMBER,
+    hang_up_after_ms: int = 0,
+    accept_refer: bool = True,
 ) -> AsyncIterator[Call]:
     """Call `number` on livekit-sip from a fresh caller number; yields once the call is answered and media
     flows both ways; at the end hangs up what is still up."""
     assert MEDIA_IP
     caller = f"+1555{secrets.randbelow(10**7):07d}"
     phone = await PhoneCaller.open(MEDIA_IP)
-    ending = HANG_UP if hang_up_after_ms else WAIT_FOR_BYE
+    ending = HANG_UP if hang_up_after_ms else WAIT_FOR_BYE if accept_refer else DECLINE_REFER
     sipp = await start_sipp(
-        scenario("call", INVITE, ending), workdir, local_ip=MEDIA_IP, local_port=free_udp_port(MEDIA_IP),
-        rtp_port=phone.port, caller=caller, remote=f"{sip.ip}:{sip.sip_port}", service=number,
+        scenario("call", INVITE, ending),
+        workdir,
+        local_ip=MEDIA_IP,
+        local_port=free_udp_port(MEDIA_IP),
+        rtp_port=phone.port,
+        caller=caller,
+        remote=f"{sip.ip}:{sip.sip_port}",
+        service=number,
         hang_up_after_ms=hang_up_after_ms,
     )
     try:

@@ -23,7 +23,9 @@ from tests.workers import WorkerProcess
 
 logger = logging.getLogger(__name__)
 QUIET_BOUND = 3.0  # VAD needs the phone profile's min_interruption_duration (0.6 s) of speech, plus jitter
-LONG_REPLY = " ".join(f"Here is sentence number {i} of a very long story that keeps on going." for i in range(1, 25))
+LONG_REPLY = " ".join(
+    f"Here is sentence number {i} of a very long story that keeps on going." for i in range(1, 25)
+)
 
 
 @pytest.fixture(scope="module")
@@ -50,22 +52,34 @@ async def test_a_caller_is_greeted_and_answered(
         (request,) = await phone_llm.wait_for_requests(1, timeout=60)
         assert request.user_texts[-1].strip(), "the caller's words reached the LLM"
         system = request.body["messages"][0]
-        assert system["role"] == "system" and call.caller in system["content"] and TRUNK_NUMBER in system["content"]
+        assert (
+            system["role"] == "system"
+            and call.caller in system["content"]
+            and TRUNK_NUMBER in system["content"]
+        )
         assert call.caller not in phone_worker.log.read_text(), "the caller's number is not logged in clear"
         answer = await phone.wait_for_value(lambda: phone.first_audio_after(spoke_until), 60, "the answer")
-    logger.info("phone: voice-to-voice %.2f s (end of caller speech -> first agent RTP audio)", answer - spoke_until)
+    logger.info(
+        "phone: voice-to-voice %.2f s (end of caller speech -> first agent RTP audio)", answer - spoke_until
+    )
 
 
 async def greeted(call: Call) -> None:
     """Until the agent's greeting has been heard to its end (a second of quiet after it)."""
     phone = call.phone
     await phone.wait_for(lambda: phone.first_audio_after(0), 90, "the greeting")
-    await phone.wait_for(lambda: (phone.last_audio() or 0) < phone.audio[-1][0] - 1.0, 60, "the greeting to end")
+    await phone.wait_for(
+        lambda: (phone.last_audio() or 0) < phone.audio[-1][0] - 1.0, 60, "the greeting to end"
+    )
 
 
 async def test_key_presses_reach_the_agent_as_an_entry(
-    livekit_stack: LocalStack, provisioned: Provisioned, phone_worker: WorkerProcess, phone_llm: ScriptedLLMServer,
-    sip_server: SipAddresses, tmp_path: Path,
+    livekit_stack: LocalStack,
+    provisioned: Provisioned,
+    phone_worker: WorkerProcess,
+    phone_llm: ScriptedLLMServer,
+    sip_server: SipAddresses,
+    tmp_path: Path,
 ) -> None:
     phone_llm.reset(["You chose option twelve."])
     async with dial(livekit_stack, sip_server, tmp_path / "sipp") as call:
@@ -84,8 +98,13 @@ async def test_key_presses_reach_the_agent_as_an_entry(
 
 
 async def test_transfer_to_a_person_sends_refer(
-    livekit_stack: LocalStack, provisioned: Provisioned, phone_worker: WorkerProcess, phone_llm: ScriptedLLMServer,
-    sip_server: SipAddresses, clips_dir: Path, tmp_path: Path,
+    livekit_stack: LocalStack,
+    provisioned: Provisioned,
+    phone_worker: WorkerProcess,
+    phone_llm: ScriptedLLMServer,
+    sip_server: SipAddresses,
+    clips_dir: Path,
+    tmp_path: Path,
 ) -> None:
     phone_llm.reset([ToolCall("transfer_to_human"), "Transferring you."])
     async with dial(livekit_stack, sip_server, tmp_path / "sipp") as call:
@@ -98,15 +117,46 @@ async def test_transfer_to_a_person_sends_refer(
         assert refer.group(1) == TRANSFER_TO
         line = call.phone.first_audio_after(spoke_until)
         assert line is not None and line < refer_seen, "the agent said its line before transferring"
-        await call.sipp.wait_for_line("bye received", 30)  # livekit-sip leaves the call once it is transferred
+        await call.sipp.wait_for_line(
+            "bye received", 30
+        )  # livekit-sip leaves the call once it is transferred
         assert await call.sipp.wait(30) == 0, call.sipp.report()
     assert len(phone_llm.requests) == 1, "a transfer needs no reply from the LLM"
     await wait_for_no_jobs(phone_worker)
 
 
+async def test_a_failed_transfer_is_spoken(
+    livekit_stack: LocalStack,
+    provisioned: Provisioned,
+    phone_worker: WorkerProcess,
+    phone_llm: ScriptedLLMServer,
+    sip_server: SipAddresses,
+    clips_dir: Path,
+    tmp_path: Path,
+) -> None:
+    phone_llm.reset([ToolCall("transfer_to_human"), "Transferring you."])
+    async with dial(livekit_stack, sip_server, tmp_path / "sipp", accept_refer=False) as call:
+        await greeted(call)
+        await call.phone.say(speak("Can I talk to a real person?", clips_dir))
+        await call.sipp.wait_for_line(r"refer-to (\S+)", 90)  # declined with 603 by the phone
+        declined = time.monotonic()
+        await phone_worker.wait_for_log("transfer failed", 30)
+        spoken = await call.phone.wait_for_value(
+            lambda: call.phone.first_audio_after(declined + 0.5), 30, "the agent to say the transfer failed"
+        )
+        assert call.sipp.process.returncode is None, "the call goes on after a failed transfer"
+        assert spoken - declined < 15
+    assert TRANSFER_TO not in phone_worker.log.read_text(), "the transfer target is masked in the log too"
+
+
 async def test_end_call_says_goodbye_then_hangs_up(
-    livekit_stack: LocalStack, provisioned: Provisioned, phone_worker: WorkerProcess, phone_llm: ScriptedLLMServer,
-    sip_server: SipAddresses, clips_dir: Path, tmp_path: Path,
+    livekit_stack: LocalStack,
+    provisioned: Provisioned,
+    phone_worker: WorkerProcess,
+    phone_llm: ScriptedLLMServer,
+    sip_server: SipAddresses,
+    clips_dir: Path,
+    tmp_path: Path,
 ) -> None:
     phone_llm.reset([ToolCall("end_call"), "Goodbye, and thank you for calling."])
     async with dial(livekit_stack, sip_server, tmp_path / "sipp") as call:
@@ -122,8 +172,12 @@ async def test_end_call_says_goodbye_then_hangs_up(
 
 
 async def test_a_caller_hanging_up_ends_the_job(
-    livekit_stack: LocalStack, provisioned: Provisioned, phone_worker: WorkerProcess, phone_llm: ScriptedLLMServer,
-    sip_server: SipAddresses, tmp_path: Path,
+    livekit_stack: LocalStack,
+    provisioned: Provisioned,
+    phone_worker: WorkerProcess,
+    phone_llm: ScriptedLLMServer,
+    sip_server: SipAddresses,
+    tmp_path: Path,
 ) -> None:
     async with dial(livekit_stack, sip_server, tmp_path / "sipp", hang_up_after_ms=10_000) as call:
         await call.phone.wait_for(lambda: call.phone.first_audio_after(0), 90, "the greeting")
@@ -141,15 +195,21 @@ async def wait_for_no_jobs(worker: WorkerProcess, timeout: float = 20.0) -> None
 
 
 async def test_a_silent_caller_is_asked_then_hung_up_on(
-    livekit_stack: LocalStack, provisioned: Provisioned, phone_worker: WorkerProcess, phone_llm: ScriptedLLMServer,
-    sip_server: SipAddresses, tmp_path: Path,
+    livekit_stack: LocalStack,
+    provisioned: Provisioned,
+    phone_worker: WorkerProcess,
+    phone_llm: ScriptedLLMServer,
+    sip_server: SipAddresses,
+    tmp_path: Path,
 ) -> None:
     phone_llm.reset(["Nobody should ask me anything."])
     async with dial(livekit_stack, sip_server, tmp_path / "sipp") as call:
         await greeted(call)
         quiet_from = call.phone.last_audio() or 0.0
         prompt = await call.phone.wait_for_value(
-            lambda: call.phone.first_audio_after(quiet_from + SILENCE_TIMEOUT - 1.0), 60, "'are you still there?'"
+            lambda: call.phone.first_audio_after(quiet_from + SILENCE_TIMEOUT - 1.0),
+            60,
+            "'are you still there?'",
         )
         assert prompt - quiet_from > SILENCE_TIMEOUT - 1.0
         await call.sipp.wait_for_line("bye received", 3 * SILENCE_TIMEOUT + 30)
@@ -159,8 +219,13 @@ async def test_a_silent_caller_is_asked_then_hung_up_on(
 
 
 async def test_talking_over_the_agent_on_the_phone_stops_it(
-    livekit_stack: LocalStack, provisioned: Provisioned, phone_worker: WorkerProcess, phone_llm: ScriptedLLMServer,
-    sip_server: SipAddresses, clips_dir: Path, tmp_path: Path,
+    livekit_stack: LocalStack,
+    provisioned: Provisioned,
+    phone_worker: WorkerProcess,
+    phone_llm: ScriptedLLMServer,
+    sip_server: SipAddresses,
+    clips_dir: Path,
+    tmp_path: Path,
 ) -> None:
     phone_llm.reset([LONG_REPLY, "Okay, I stopped."], tokens_per_second=6)  # still streaming at barge-in
     async with dial(livekit_stack, sip_server, tmp_path / "sipp") as call:
@@ -178,7 +243,12 @@ async def test_talking_over_the_agent_on_the_phone_stops_it(
         await phone.silence(QUIET_BOUND + 1.0)
         second_started = phone_llm.requests[1].started_at if len(phone_llm.requests) > 1 else float("inf")
         resumed = phone.first_audio_after(barge_in_at + QUIET_BOUND)
-        assert resumed is None or resumed > second_started, "no RTP audio of the interrupted reply after barge-in"
+        assert resumed is None or resumed > second_started, (
+            "no RTP audio of the interrupted reply after barge-in"
+        )
         window_end = min(second_started, barge_in_at + QUIET_BOUND)
-        talked_on = max((at for at, lvl in phone.audio if barge_in_at < at < window_end and lvl >= 200), default=barge_in_at)
+        talked_on = max(
+            (at for at, lvl in phone.audio if barge_in_at < at < window_end and lvl >= 200),
+            default=barge_in_at,
+        )
     logger.info("phone: barge-in -> last RTP audio of the interrupted reply %.2f s", talked_on - barge_in_at)

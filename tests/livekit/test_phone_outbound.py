@@ -33,7 +33,11 @@ async def calling_worker(
 ) -> AsyncIterator[WorkerProcess]:
     log = tmp_path_factory.mktemp("calling-worker") / "worker.log"
     worker = await start_worker(
-        livekit_stack, log, CALLING_AGENT, phone_llm, VOICE_AGENT_MAX_CALL_DURATION=str(CALL_LIMIT),
+        livekit_stack,
+        log,
+        CALLING_AGENT,
+        phone_llm,
+        VOICE_AGENT_MAX_CALL_DURATION=str(CALL_LIMIT),
         VOICE_AGENT_PHONE_GREETING="Hello, this is the test agent calling you.",
     )
     yield worker
@@ -47,7 +51,11 @@ async def test_sip_call_rings_a_phone_and_the_agent_talks(
     sip_port = free_udp_port(MEDIA_IP)
     phone = await PhoneCaller.open(MEDIA_IP)
     sipp = await start_sipp(
-        scenario("answer", ANSWER), tmp_path / "sipp", local_ip=MEDIA_IP, local_port=sip_port, rtp_port=phone.port
+        scenario("answer", ANSWER),
+        tmp_path / "sipp",
+        local_ip=MEDIA_IP,
+        local_port=sip_port,
+        rtp_port=phone.port,
     )
     outbound = {"sip_outbound_address": f"{MEDIA_IP}:{sip_port}"}
     try:
@@ -55,13 +63,20 @@ async def test_sip_call_rings_a_phone_and_the_agent_talks(
             assert (await admin.setup()).outbound_trunk is not None
         env = {k: v for k, v in os.environ.items() if not k.startswith(("VOICE_AGENT_", "LIVEKIT_"))}
         cli = await asyncio.create_subprocess_exec(
-            str(Path(sys.executable).parent / "voice-agent"), "sip", "call", "+1 555 010 0777",
-            env=env | livekit_stack.env() | {
+            str(Path(sys.executable).parent / "voice-agent"),
+            "sip",
+            "call",
+            "+1 555 010 0777",
+            env=env
+            | livekit_stack.env()
+            | {
                 "VOICE_AGENT_AGENT_NAME": CALLING_AGENT,
                 "VOICE_AGENT_SIP_OUTBOUND_ADDRESS": outbound["sip_outbound_address"],
                 "VOICE_AGENT_SIP_OUTBOUND_TRUNK": str(ROOT / "infra/sip/outbound-trunk.json"),
             },
-            cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         phone.connect(*await sipp.media(60))  # the INVITE's offer
         await sipp.wait_for_line("answered", 60)

@@ -29,14 +29,19 @@ def definitions(tmp_path: Path) -> dict[str, str]:
 
 
 def sip_env(stack: LocalStack, definitions: dict[str, str], **extra: str) -> dict[str, str]:
-    return stack.env() | definitions | {
-        "VOICE_AGENT_AGENT_NAME": "provisioning-agent",
-        "VOICE_AGENT_SIP_NUMBERS": '["+15550100555"]',
-        "VOICE_AGENT_SIP_ALLOWED_ADDRESSES": f'["{MEDIA_IP}/32"]',
-        "VOICE_AGENT_SIP_AUTH_USERNAME": "provider-user",
-        "VOICE_AGENT_SIP_AUTH_PASSWORD": "provider-password-123",
-        "VOICE_AGENT_SIP_OUTBOUND_ADDRESS": "sip.provider.example.com",
-    } | extra
+    return (
+        stack.env()
+        | definitions
+        | {
+            "VOICE_AGENT_AGENT_NAME": "provisioning-agent",
+            "VOICE_AGENT_SIP_NUMBERS": '["+15550100555"]',
+            "VOICE_AGENT_SIP_ALLOWED_ADDRESSES": f'["{MEDIA_IP}/32"]',
+            "VOICE_AGENT_SIP_AUTH_USERNAME": "provider-user",
+            "VOICE_AGENT_SIP_AUTH_PASSWORD": "provider-password-123",
+            "VOICE_AGENT_SIP_OUTBOUND_ADDRESS": "sip.provider.example.com",
+        }
+        | extra
+    )
 
 
 def ids(output: str) -> list[str]:
@@ -61,15 +66,21 @@ def test_setup_twice_gives_the_same_trunks_and_rule(
     assert "+15550100556" in inbound and "+15550100555" not in inbound, "the update replaced the numbers"
     assert "provider-password-123" not in listed.stdout, "list never prints passwords"
     rule = next(line for line in ours if "dispatch-rule" in line)
-    assert "provisioning-agent" in rule and ids(first.stdout)[0] in rule, "the rule dispatches our agent, our trunk only"
+    assert "provisioning-agent" in rule and ids(first.stdout)[0] in rule, (
+        "the rule dispatches our agent, our trunk only"
+    )
 
     deleted = run_cli("sip", "delete", env=env)
-    assert deleted.returncode == 0 and sorted(ids(deleted.stdout)) == sorted(ids(first.stdout)), deleted.stdout
+    assert deleted.returncode == 0 and sorted(ids(deleted.stdout)) == sorted(ids(first.stdout)), (
+        deleted.stdout
+    )
     assert "provisioning test" not in run_cli("sip", "list", env=env).stdout
 
 
 def test_an_open_trunk_is_refused(livekit_stack: LocalStack, definitions: dict[str, str]) -> None:
-    env = sip_env(livekit_stack, definitions, VOICE_AGENT_SIP_NUMBERS="[]", VOICE_AGENT_SIP_ALLOWED_ADDRESSES="[]")
+    env = sip_env(
+        livekit_stack, definitions, VOICE_AGENT_SIP_NUMBERS="[]", VOICE_AGENT_SIP_ALLOWED_ADDRESSES="[]"
+    )
     del env["VOICE_AGENT_SIP_AUTH_USERNAME"]
     body = json.loads(Path(definitions["VOICE_AGENT_SIP_INBOUND_TRUNK"]).read_text())
     del body["trunk"]["auth_username"], body["trunk"]["auth_password"]
@@ -84,8 +95,12 @@ def test_placeholder_credentials_are_refused(livekit_stack: LocalStack, definiti
 
 
 @pytest.mark.parametrize("number", ["12ab", "+0123", "call me"])
-def test_a_bad_number_is_one_line(livekit_stack: LocalStack, definitions: dict[str, str], number: str) -> None:
-    assert_one_line_error(run_cli("sip", "call", number, env=sip_env(livekit_stack, definitions)), "not a phone number")
+def test_a_bad_number_is_one_line(
+    livekit_stack: LocalStack, definitions: dict[str, str], number: str
+) -> None:
+    assert_one_line_error(
+        run_cli("sip", "call", number, env=sip_env(livekit_stack, definitions)), "not a phone number"
+    )
 
 
 def test_missing_keys_are_one_line(definitions: dict[str, str]) -> None:
@@ -94,8 +109,13 @@ def test_missing_keys_are_one_line(definitions: dict[str, str]) -> None:
 
 def test_a_server_without_sip_is_one_line(tmp_path: Path, definitions: dict[str, str]) -> None:
     where = StackAddresses(
-        node_ip="127.0.0.1", http_port=free_port(), rtc_tcp_port=free_port(), rtc_udp_ports=(43000, 43099),
-        turn_udp_port=free_port(), turn_tls_port=free_port(), turn_relay_ports=(43100, 43199),
+        node_ip="127.0.0.1",
+        http_port=free_port(),
+        rtc_tcp_port=free_port(),
+        rtc_udp_ports=(43000, 43099),
+        turn_udp_port=free_port(),
+        turn_tls_port=free_port(),
+        turn_relay_ports=(43100, 43199),
     )
     alone = LocalStack(ROOT / "livekit.yaml", tmp_path / "alone", where, with_redis=False).start()
     try:

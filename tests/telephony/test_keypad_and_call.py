@@ -2,9 +2,9 @@ import logging
 
 import pytest
 
-from agent.telephony.redact import install, redact
 from agent.telephony.call import masked
 from agent.telephony.keypad import entry_text
+from agent.telephony.redact import install, redact
 
 
 def test_an_entry_reads_as_a_user_turn() -> None:
@@ -23,6 +23,8 @@ def test_numbers_are_masked_in_every_log_record(caplog: pytest.LogCaptureFixture
             "closing session in %s", "call_+15550100123_x7Yz", extra={"participant": "sip_+15550100123"}
         )
     (record,) = caplog.records
-    assert "+15550100123" not in record.getMessage() and record.getMessage().endswith("call_**********23_x7Yz")
+    assert "+15550100123" not in record.getMessage() and record.getMessage().endswith(
+        "call_**********23_x7Yz"
+    )
     assert record.participant == "sip_**********23"  # type: ignore[attr-defined]
     assert redact("pid 12345 at 10.203.0.1:5060") == "pid 12345 at 10.203.0.1:5060", "not every number"

@@ -23,8 +23,12 @@ def settings(**overrides: Any) -> Settings:
 
 @pytest.mark.parametrize(
     ("given", "dialed"),
-    [("+15550100000", "+15550100000"), ("+1 555 010-0000", "+15550100000"), ("15550100000", "15550100000"),
-     ("sip:desk@pbx.example.com", "sip:desk@pbx.example.com")],
+    [
+        ("+15550100000", "+15550100000"),
+        ("+1 555 010-0000", "+15550100000"),
+        ("15550100000", "15550100000"),
+        ("sip:desk@pbx.example.com", "sip:desk@pbx.example.com"),
+    ],
 )
 def test_numbers_and_sip_uris_are_accepted(given: str, dialed: str) -> None:
     assert check_number(given) == dialed
@@ -38,8 +42,12 @@ def test_bad_numbers_are_refused(bad: str) -> None:
 
 def test_settings_override_the_inbound_trunk() -> None:
     trunk = inbound_trunk(
-        settings(sip_numbers=["+15550100001"], sip_allowed_addresses=["198.51.100.7/32"],
-                 sip_auth_username="user", sip_auth_password="pass-word")
+        settings(
+            sip_numbers=["+15550100001"],
+            sip_allowed_addresses=["198.51.100.7/32"],
+            sip_auth_username="user",
+            sip_auth_password="pass-word",
+        )
     )
     assert list(trunk.numbers) == ["+15550100001"]
     assert list(trunk.allowed_addresses) == ["198.51.100.7/32"]
@@ -61,6 +69,8 @@ def test_the_rule_dispatches_our_agent_from_our_trunk_only() -> None:
 
 
 def test_outbound_trunk_from_settings() -> None:
-    trunk = outbound_trunk(settings(sip_outbound_address="sip.example.net", sip_outbound_number="+15550100002"))
+    trunk = outbound_trunk(
+        settings(sip_outbound_address="sip.example.net", sip_outbound_number="+15550100002")
+    )
     assert trunk is not None
     assert (trunk.address, list(trunk.numbers)) == ("sip.example.net", ["+15550100002"])
