@@ -42,6 +42,14 @@ class WorkerProcess:
     async def active_jobs(self) -> int:
         return int((await self.info()).get("active_jobs", 0))
 
+    async def wait_for_no_jobs(self, timeout: float = 20.0) -> None:
+        """Until the worker runs no job (its calls ended and freed their capacity)."""
+        for _ in range(int(timeout * 4)):
+            if not await self.active_jobs():
+                return
+            await asyncio.sleep(0.25)
+        raise AssertionError(f"a job outlived its call:\n{self.log_tail()}")
+
     async def wait_for_log(self, text: str, timeout: float) -> None:
         """Until `text` appears in the log; fails at once if the process exits."""
         for _ in range(int(timeout * 10)):
@@ -78,13 +86,17 @@ async def launch_worker(log: Path, env: dict[str, str]) -> WorkerProcess:
     """Start `voice-agent start` with synthetic models and `env` (LIVEKIT_*, VOICE_AGENT_* overrides)."""
     port = free_port()
     base = {k: v for k, v in os.environ.items() if not k.startswith(("VOICE_AGENT_", "LIVEKIT_"))}
-    full_env = base | {
-        "GROQ_API_KEY": "test-key",
-        "VOICE_AGENT_STT_MODEL": "synthetic-tiny",
-        "VOICE_AGENT_TTS_MODEL": "synthetic-tiny",
-        "VOICE_AGENT_DEVICE": "cpu",
-        "VOICE_AGENT_WORKER_PORT": str(port),
-    } | env
+    full_env = (
+        base
+        | {
+            "GROQ_API_KEY": "test-key",
+            "VOICE_AGENT_STT_MODEL": "synthetic-tiny",
+            "VOICE_AGENT_TTS_MODEL": "synthetic-tiny",
+            "VOICE_AGENT_DEVICE": "cpu",
+            "VOICE_AGENT_WORKER_PORT": str(port),
+        }
+        | env
+    )
     with log.open("wb") as out:
         process = await asyncio.create_subprocess_exec(
             str(Path(sys.executable).parent / "voice-agent"),

@@ -4,7 +4,6 @@ key presses, transfers with SIP REFER and hangs up with BYE."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from pathlib import Path
@@ -122,7 +121,7 @@ async def test_transfer_to_a_person_sends_refer(
         )  # livekit-sip leaves the call once it is transferred
         assert await call.sipp.wait(30) == 0, call.sipp.report()
     assert len(phone_llm.requests) == 1, "a transfer needs no reply from the LLM"
-    await wait_for_no_jobs(phone_worker)
+    await phone_worker.wait_for_no_jobs()
 
 
 async def test_a_failed_transfer_is_spoken(
@@ -168,7 +167,7 @@ async def test_end_call_says_goodbye_then_hangs_up(
         goodbye = call.phone.first_audio_after(requests[1].started_at)
         assert goodbye is not None and goodbye < bye_seen, "the goodbye was heard before the BYE"
         assert await call.sipp.wait(30) == 0, call.sipp.report()
-    await wait_for_no_jobs(phone_worker)
+    await phone_worker.wait_for_no_jobs()
 
 
 async def test_a_caller_hanging_up_ends_the_job(
@@ -184,14 +183,7 @@ async def test_a_caller_hanging_up_ends_the_job(
         assert await phone_worker.active_jobs() == 1
         await call.sipp.wait_for_line("hung up", 30)
         assert await call.sipp.wait(10) == 0, call.sipp.report()
-    await wait_for_no_jobs(phone_worker)
-
-
-async def wait_for_no_jobs(worker: WorkerProcess, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while await worker.active_jobs():
-        assert time.monotonic() < deadline, f"the job outlived its call:\n{worker.log_tail()}"
-        await asyncio.sleep(0.25)
+    await phone_worker.wait_for_no_jobs()
 
 
 async def test_a_silent_caller_is_asked_then_hung_up_on(
@@ -215,7 +207,7 @@ async def test_a_silent_caller_is_asked_then_hung_up_on(
         await call.sipp.wait_for_line("bye received", 3 * SILENCE_TIMEOUT + 30)
         assert time.monotonic() - prompt > SILENCE_TIMEOUT - 1.0, "a full timeout after the prompt"
     assert not phone_llm.requests, "prompt and goodbye are the agent's own lines"
-    await wait_for_no_jobs(phone_worker)
+    await phone_worker.wait_for_no_jobs()
 
 
 async def test_talking_over_the_agent_on_the_phone_stops_it(
