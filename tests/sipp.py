@@ -80,8 +80,9 @@ Content-Length: 0
 <nop><action><log message="answered"/></action></nop>"""
 
 # the far end hangs up (BYE) or transfers the call (REFER, answered 202 + NOTIFY "200 OK", then its BYE).
-# The NOTIFY comes a moment after the 202, as from a phone that places the new call: livekit-sip v1.8.0
-# fails the transfer ("transaction failed to complete") when both arrive within a few milliseconds.
+# The NOTIFY comes a second after the 202, as from a phone that places the new call: livekit-sip v1.8.0
+# fails the transfer ("transaction failed to complete") when it handles both at nearly the same moment
+# (seen with 200 ms between them on a loaded 2-core machine, where livekit-sip answered the NOTIFY 5 s late).
 WAIT_FOR_BYE = f"""<label id="2"/>
 <recv request="REFER" optional="true" next="3">
   <action>
@@ -104,7 +105,7 @@ Contact: <sip:[caller]@[local_ip]:[local_port]>
 Content-Length: 0
 
 ]]></send>
-<pause milliseconds="200"/>
+<pause milliseconds="1000"/>
 <send><![CDATA[
 NOTIFY [next_url] SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]

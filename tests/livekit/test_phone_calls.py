@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.bench.phone_caller import PhoneCaller
 from agent.localsip import SipAddresses
 from agent.localstack import LocalStack
 from agent.telephony.keypad import entry_text
@@ -225,7 +226,9 @@ async def test_talking_over_the_agent_on_the_phone_stops_it(
         await greeted(call)
         spoke_until = await phone.say(speak("Please tell me a long story.", clips_dir))
         await phone.wait_for(lambda: phone.first_audio_after(spoke_until), 90, "the story")
-        await phone.silence(1.5)
+        await phone.silence(1.0)
+        # talk over the agent's voice, not over a pause between its sentences (the CPU TTS is not real time)
+        await phone.wait_for(lambda: audible_now(phone), 60, "the agent's voice on the line")
 
         barge_in_at = time.monotonic()
         await phone.say(speak("Stop, stop. Wait a moment please.", clips_dir))
@@ -244,3 +247,8 @@ async def test_talking_over_the_agent_on_the_phone_stops_it(
             default=barge_in_at,
         )
     logger.info("phone: barge-in -> last RTP audio of the interrupted reply %.2f s", talked_on - barge_in_at)
+
+
+def audible_now(phone: PhoneCaller) -> bool:
+    """The latest RTP packet from the agent carries speech (the line sends quiet packets between words)."""
+    return bool(phone.audio) and phone.audio[-1][1] >= 200 and time.monotonic() - phone.audio[-1][0] < 0.1
