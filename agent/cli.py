@@ -163,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
             settings = load_settings(host=args.host, port=args.port, needs_llm=args.command == "serve")
             if args.command == "web" and not settings.has_livekit:
                 raise StartupError(LIVEKIT_MISSING)
+            from .embedded.guard import check_startup
+
+            check_startup(settings)  # e.g. beyond loopback without VOICE_AGENT_API_TOKEN
             with contextlib.suppress(KeyboardInterrupt):
                 asyncio.run(serve(settings, with_models=args.command == "serve"))
         elif args.command in ("start", "dev"):

@@ -22,6 +22,22 @@ class Models:
     stt: parakeet.ParakeetEngine
     tts: chatterbox.ChatterboxEngine
 
+    def health(self) -> dict[str, dict[str, object]]:
+        """Each engine's health (alive, last step age, queue depth, consecutive failures, reason), for JSON."""
+        return {
+            "stt": self.stt.health().as_dict() | {"active_streams": self.stt.active_streams},
+            "tts": self.tts.health().as_dict(),
+        }
+
+    def unhealthy(self) -> list[str]:
+        """One line per engine that cannot serve calls now (empty when both can): /healthz answers 503 and a
+        worker reports itself full while it is not empty, so no new call is sent here."""
+        return [
+            f"{name}: {health.reason}"
+            for name, health in (("stt", self.stt.health()), ("tts", self.tts.health()))
+            if not health.healthy
+        ]
+
     def describe(self) -> dict[str, str]:
         return {
             "stt": self.stt.model_name,
@@ -41,10 +57,17 @@ def check_device(settings: Settings) -> None:
 
 
 def load_stt(settings: Settings) -> parakeet.ParakeetEngine:
-    """The shared Parakeet engine with the STT settings (blocking)."""
+    """The shared Parakeet engine with the STT settings (blocking). A `synthetic-*` model (random weights, for
+    tests and benchmarks) is built into a cached .nemo file first, then loaded like any local one."""
+    model = settings.stt_model
     try:
+        if model.startswith("synthetic-"):
+            from livekit.plugins.parakeet import testing
+
+            model = str(testing.ensure_synthetic_model(model))
         return parakeet.load_engine(
-            settings.stt_model,
+            model,
+            name=settings.stt_model,
             device=settings.device,
             dtype=settings.dtype,
             streaming=parakeet.StreamingConfig(
@@ -68,8 +91,13 @@ async def load_models(settings: Settings) -> Models:
     check_device(settings)
 
     def load_tts() -> chatterbox.ChatterboxEngine:
+        load = chatterbox.load_engine
+        if settings.tts_model.startswith("synthetic-"):  # random weights, for tests and benchmarks
+            from livekit.plugins.chatterbox import testing
+
+            load = testing.load_engine
         try:
-            return chatterbox.load_engine(settings.tts_model, device=settings.device, dtype=settings.dtype)
+            return load(settings.tts_model, device=settings.device, dtype=settings.dtype)
         except chatterbox.ModelLoadError as e:
             raise StartupError(f"{e} (VOICE_AGENT_TTS_MODEL)") from e
 

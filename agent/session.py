@@ -8,24 +8,21 @@ Barge-in is VAD based and local: user speech pauses the agent at once; words con
 
 from __future__ import annotations
 
-from livekit.agents import AgentSession, inference, llm
+import asyncio
+import contextlib
+import logging
+
+from livekit.agents import AgentSession, AgentStateChangedEvent, APIConnectOptions, ErrorEvent, inference, llm
+from livekit.agents.voice.agent_session import SessionConnectOptions
 from livekit.agents.voice.turn import TurnHandlingOptions
-from livekit.plugins import chatterbox, groq, parakeet
+from livekit.plugins import chatterbox, parakeet
 
 from .assistant import Assistant
+from .llm_chain import Deadlines, LLMChain, build_llm
 from .models import Models
 from .settings import Settings
 
-
-def build_llm(settings: Settings) -> groq.LLM:
-    # Self-hosted OpenAI-compatible servers usually take any key; Groq's is checked at startup.
-    key = settings.groq_api_key.get_secret_value() if settings.groq_api_key else "not-needed"
-    return groq.LLM(
-        model=settings.llm_model,
-        base_url=settings.llm_base_url,
-        api_key=key,
-        temperature=settings.llm_temperature,
-    )
+logger = logging.getLogger("voice_agent.session")
 
 
 def turn_handling(settings: Settings, *, phone: bool = False) -> TurnHandlingOptions:
@@ -52,10 +49,11 @@ def turn_handling(settings: Settings, *, phone: bool = False) -> TurnHandlingOpt
 
 
 def build_session(settings: Settings, models: Models, *, phone: bool = False) -> AgentSession:
-    return AgentSession(
+    chain = build_llm(settings)
+    session: AgentSession = AgentSession(
         vad=models.vad,
         stt=parakeet.STT(engine=models.stt),
-        llm=build_llm(settings),
+        llm=chain,
         tts=chatterbox.TTS(
             engine=models.tts,
             voice=str(settings.tts_voice) if settings.tts_voice else None,
@@ -71,10 +69,54 @@ def build_session(settings: Settings, models: Models, *, phone: bool = False) ->
         aec_warmup_duration=settings.aec_warmup_duration or None,
         # on the phone a silent caller is asked whether they are there, then hung up on (telephony.phone)
         user_away_timeout=settings.caller_silence_timeout if phone else None,
+        conn_options=SessionConnectOptions(
+            # the chain already tried every model: a retry would only double the caller's wait
+            llm_conn_options=APIConnectOptions(max_retry=0, timeout=Deadlines.of(settings).backstop)
+        ),
     )
+    keep_going(session, chain, settings)
+    return session
+
+
+def keep_going(session: AgentSession, chain: LLMChain, settings: Settings) -> None:
+    """A turn no model could answer gets a spoken apology instead of silence. The agent speaking also resets
+    livekit-agents' count of consecutive failures, which would otherwise close the session after three."""
+    owed = False  # a turn failed and nothing has been said since
+
+    def on_error(ev: ErrorEvent) -> None:
+        nonlocal owed
+        if ev.error.type == "llm_error" and not ev.error.recoverable:
+            logger.warning("no LLM answered the turn (%s): apologising", ev.error.error)
+            owed = True
+
+    def on_agent_state(ev: AgentStateChangedEvent) -> None:
+        # The failure may come from a preemptive generation, before the turn is even committed: apologise once
+        # the agent is back to listening without having answered, not at once (the turn would drop it).
+        nonlocal owed
+        if ev.new_state == "speaking":
+            owed = False
+        elif ev.new_state == "listening" and owed:
+            owed = False
+            with contextlib.suppress(RuntimeError):  # the session is closing
+                session.say(settings.llm_apology)
+
+    tasks: set[asyncio.Task[None]] = set()
+
+    def on_close(_: object) -> None:
+        task = asyncio.create_task(chain.aclose())
+        tasks.add(task)  # keep a reference until it is done
+        task.add_done_callback(tasks.discard)
+
+    session.on("error", on_error)
+    session.on("agent_state_changed", on_agent_state)
+    session.on("close", on_close)
 
 
 def build_agent(
     settings: Settings, *, instructions: str | None = None, tools: list[llm.Tool | llm.Toolset] | None = None
 ) -> Assistant:
-    return Assistant(instructions=instructions or settings.system_prompt, tools=tools or [])
+    return Assistant(
+        instructions=instructions or settings.system_prompt,
+        tools=tools or [],
+        max_history_items=settings.max_history_items,
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
@@ -37,6 +38,20 @@ class Settings(BaseSettings):
     llm_base_url: str = GROQ_BASE_URL
     llm_temperature: float = 0.7
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    # tried in order when the model above fails or misses a deadline: models on the same endpoint, then
+    # one model on any OpenAI-compatible URL (a self-hosted server, another provider)
+    llm_fallback_models: list[str] = Field(default_factory=lambda: ["llama-3.1-8b-instant"])
+    llm_fallback_url: str | None = None
+    llm_fallback_url_model: str = "llama-3.1-8b-instant"
+    llm_fallback_api_key: SecretStr | None = None
+    # per model: connecting, then the first streamed token, then the longest gap between chunks
+    llm_connect_timeout: float = Field(default=2.0, gt=0.0, le=60.0)
+    llm_first_token_timeout: float = Field(default=4.0, gt=0.0, le=120.0)
+    llm_stall_timeout: float = Field(default=4.0, gt=0.0, le=120.0)
+    # spoken when every model has failed a turn; the call goes on and the next turn tries them again
+    llm_apology: str = "Sorry, I couldn't come up with an answer just now. Could you say that again?"
+    # the LLM sees the instructions plus this many recent chat items (messages, tool calls)
+    max_history_items: int = Field(default=40, ge=2, le=10000)
 
     # --- STT (local Parakeet) ---
     stt_model: str = "nvidia/parakeet-tdt-0.6b-v2"
@@ -76,8 +91,25 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     max_sessions: int = Field(default=8, ge=1)
-    connect_timeout: float = Field(default=20.0, gt=0.0)
+    # an answered offer that has not connected (ICE + DTLS) by then is dropped; it never holds a session slot
+    connect_timeout: float = Field(default=5.0, gt=0.0, le=120.0)
     ice_servers: list[str] = Field(default_factory=list)
+
+    # --- HTTP security (POST /api/offer, POST /api/token; agent/embedded/guard.py) ---
+    # bearer secret for the API; required when VOICE_AGENT_HOST is not loopback
+    api_token: SecretStr | None = None
+    # reverse proxies (IPs or CIDRs) whose X-Forwarded-For names the client; else the peer address is
+    trusted_proxies: list[str] = Field(default_factory=list)
+    # per client address (IPv6: per /64), each endpoint: requests a minute (bursts of as many)
+    rate_limit_per_minute: int = Field(default=30, ge=1, le=100000)
+    # per client: embedded calls open at once (connecting or connected)
+    max_sessions_per_client: int = Field(default=4, ge=1)
+    # answered offers still connecting; beyond this the oldest is dropped
+    max_pending_offers: int = Field(default=16, ge=1)
+    # per client: room tokens held at once (until unused past their TTL, or the caller left: webhook)
+    max_rooms_per_client: int = Field(default=3, ge=1)
+    # POST /api/livekit/webhook: LiveKit room events, verified with LIVEKIT_API_KEY / LIVEKIT_API_SECRET
+    webhook_enabled: bool = False
 
     # --- LiveKit worker mode and room tokens (the ecosystem's names for URL and keys) ---
     livekit_url: str | None = Field(default=None, validation_alias=AliasChoices("LIVEKIT_URL"))
@@ -95,6 +127,14 @@ class Settings(BaseSettings):
     agent_join_timeout: float = Field(default=15.0, gt=0.0, le=600.0)
     # the page's livekit-client ES module; host it yourself on networks without internet access
     livekit_client_url: str = "https://cdn.jsdelivr.net/npm/livekit-client@2.23.0/dist/livekit-client.esm.mjs"
+    # its Subresource Integrity hash (sha384 of livekit-client@2.23.0's dist/livekit-client.esm.mjs): change
+    # it together with the URL; the browser refuses a module whose bytes do not match
+    livekit_client_integrity: str = Field(
+        default="sha384-gOhNcq2nph85FH7JeF7MGODcX1HoG/AABw6v3tYH9mOatDElHjbaHOL7JMHug8ML",
+        pattern=r"^sha(256|384|512)-[A-Za-z0-9+/]+={0,2}$",
+    )
+    # serve this local livekit-client.esm.mjs instead (nothing loaded from a CDN; hash computed at startup)
+    livekit_client_file: Path | None = None
 
     # --- phone calls (livekit-sip) ---
     sip_inbound_trunk: Path = Path("infra/sip/inbound-trunk.json")
@@ -122,6 +162,20 @@ class Settings(BaseSettings):
     max_call_duration: float = Field(default=1800.0, gt=0.0)
     # caller silent this long: the agent asks whether they are still there; as long again: it hangs up
     caller_silence_timeout: float = Field(default=20.0, gt=0.0)
+
+    @field_validator("api_token")
+    @classmethod
+    def _check_api_token(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and len(v.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters (e.g. `openssl rand -hex 32`)")
+        return v
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_trusted_proxies(cls, v: list[str]) -> list[str]:
+        for proxy in v:
+            ipaddress.ip_network(proxy, strict=False)  # ValueError names the bad entry
+        return v
 
     @field_validator("transfer_to")
     @classmethod

@@ -3,15 +3,19 @@
 Jobs run as threads of this process (`JobExecutorType.THREAD`), so every call shares the one copy of the STT
 and TTS engines loaded at startup: a job process per call would load the models once per call. Load reported
 to the server is the larger of session occupancy and GPU memory use, so LiveKit routes new rooms to the
-replica with free GPU capacity; at capacity the worker declines, and on SIGTERM it drains.
+replica with free GPU capacity; at capacity the worker declines, and on SIGTERM it drains. A model engine
+that cannot serve makes the worker report itself full and its health port answer 503.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import torch
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 from livekit.agents import (
     AgentServer,
     AutoSubscribe,
@@ -21,6 +25,7 @@ from livekit.agents import (
     JobRequest,
     room_io,
 )
+from livekit.agents.utils import http_server
 
 from .models import Models
 from .session import build_agent, build_session
@@ -43,20 +48,60 @@ def gpu_memory_used(device: torch.device) -> float:
     return 1.0 - free / total
 
 
-def worker_load(active_sessions: int, settings: Settings, gpu_used: float) -> float:
-    """0..1; 1 means full: VOICE_AGENT_MAX_SESSIONS calls, or GPU memory at its allowed fraction."""
+def worker_load(active_sessions: int, settings: Settings, gpu_used: float, *, healthy: bool = True) -> float:
+    """0..1; 1 means full: VOICE_AGENT_MAX_SESSIONS calls, GPU memory at its allowed fraction, or a model
+    engine that cannot serve (the server then sends new rooms to other replicas)."""
+    if not healthy:
+        return 1.0
     sessions = active_sessions / settings.max_sessions
     memory = gpu_used / settings.max_gpu_memory_fraction
     return min(1.0, max(sessions, memory))
+
+
+class VoiceAgentServer(AgentServer):
+    """livekit-agents' worker, whose health port (`GET /` on VOICE_AGENT_WORKER_PORT) also answers 503, with
+    the reason, while a model engine is unhealthy, so that an orchestrator's probe restarts the replica;
+    `GET /engines` there shows each engine's health as JSON.
+
+    livekit-agents creates that HTTP server inside `run()` and starts it a few awaits later, with no hook in
+    between; assigning it to `_http_server` is the moment to put a middleware in front of its routes."""
+
+    def __init__(self, models: Models, **options: Any) -> None:
+        self._models = models
+        super().__init__(**options)
+
+    @property  # type: ignore[override]
+    def _http_server(self) -> http_server.HttpServer | None:
+        return self.__dict__.get("_health_server")
+
+    @_http_server.setter
+    def _http_server(self, server: http_server.HttpServer | None) -> None:
+        if server is not None:
+            server.app.middlewares.append(_engines_first(self._models))
+        self.__dict__["_health_server"] = server
+
+
+def _engines_first(models: Models) -> Middleware:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path == "/engines":
+            return web.json_response(models.health())
+        if request.path == "/" and (problems := models.unhealthy()):
+            return web.Response(status=503, text="; ".join(problems))
+        return await handler(request)
+
+    return middleware
 
 
 def build_server(settings: Settings, models: Models) -> AgentServer:
     device = models.stt.device
 
     def load(server: AgentServer) -> float:
-        return worker_load(len(server.active_jobs), settings, gpu_memory_used(device))
+        healthy = not models.unhealthy()
+        return worker_load(len(server.active_jobs), settings, gpu_memory_used(device), healthy=healthy)
 
-    server = AgentServer(
+    server = VoiceAgentServer(
+        models,
         job_executor_type=JobExecutorType.THREAD,
         # full exactly at load 1.0 (see worker_load), in dev mode too
         load_threshold=1.0,

@@ -39,6 +39,23 @@ async def models() -> Models:
     return await load_models(make_settings())
 
 
+@pytest.fixture(scope="session")
+async def sick_models(models: Models) -> Models:
+    """The shared models, but with an STT engine of its own whose scheduler has stopped: unhealthy."""
+    import asyncio
+
+    from livekit.plugins import parakeet
+    from livekit.plugins.parakeet import testing
+
+    def load() -> parakeet.ParakeetEngine:
+        path = testing.ensure_synthetic_model("synthetic-tiny")
+        return parakeet.load_engine(str(path), device="cpu", max_batch_size=3, name="sick")
+
+    stt = await asyncio.to_thread(load)
+    stt.close()
+    return Models(vad=models.vad, stt=stt, tts=models.tts)
+
+
 @pytest.fixture
 async def llm_server() -> AsyncIterator[ScriptedLLMServer]:
     server = await ScriptedLLMServer(["Hello! How can I help you today?"]).start()

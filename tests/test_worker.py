@@ -11,10 +11,13 @@ from dataclasses import dataclass
 
 import aiohttp
 import pytest
+from aiohttp import web
+from livekit.agents.utils import http_server
 from livekit.protocol import agent
 
+from agent.models import Models
 from agent.settings import Settings
-from agent.worker import worker_load
+from agent.worker import VoiceAgentServer, worker_load
 from tests.fakes.livekit_server import API_KEY, API_SECRET, FakeLiveKitServer
 from tests.workers import WorkerProcess, launch_worker
 
@@ -32,6 +35,29 @@ def test_load_is_the_larger_of_sessions_and_gpu_memory() -> None:
     assert worker_load(1, s, gpu_used=0.4) == 0.5  # half of the memory the worker may use
     assert worker_load(4, s, gpu_used=0.1) == 1.0
     assert worker_load(2, s, gpu_used=0.95) == 1.0  # capped: memory beyond the allowed fraction is full
+
+
+def test_an_unhealthy_engine_makes_the_worker_full() -> None:
+    s = settings(max_sessions=4)
+    assert worker_load(0, s, gpu_used=0.0, healthy=False) == 1.0
+
+
+async def test_the_health_port_is_503_while_an_engine_cannot_serve(sick_models: Models) -> None:
+    """livekit-agents creates its health server inside run(); the worker's hook goes in as it is assigned."""
+    server = VoiceAgentServer(sick_models, ws_url="ws://127.0.0.1:9", api_key="k", api_secret="s" * 32)
+    health = http_server.HttpServer("127.0.0.1", 0)
+    health.app.add_routes([web.get("/", lambda _: web.Response(text="OK"))])  # livekit-agents' own route
+    server._http_server = health  # what AgentServer.run() does
+    await health.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{health.port}/") as r:
+                assert r.status == 503 and (await r.text()).startswith("stt: ")
+            async with http.get(f"http://127.0.0.1:{health.port}/engines") as r:
+                engines = await r.json()
+        assert engines["stt"]["alive"] is False and engines["tts"]["healthy"] is True
+    finally:
+        await health.aclose()
 
 
 @dataclass
@@ -73,7 +99,10 @@ async def test_registers_with_its_agent_name(worker: Worker) -> None:
             assert r.status == 200
         async with http.get(worker.proc.health_url + "/worker") as r:
             info = await r.json(content_type=None)
+        async with http.get(worker.proc.health_url + "/engines") as r:
+            engines = await r.json()
     assert info["agent_name"] == AGENT_NAME
+    assert engines["stt"]["healthy"] is True and engines["tts"]["healthy"] is True
 
 
 async def test_writes_thread_stacks_to_its_log_on_sigusr1(worker: Worker) -> None:
@@ -82,7 +111,9 @@ async def test_writes_thread_stacks_to_its_log_on_sigusr1(worker: Worker) -> Non
         if "most recent call first" in worker.proc.log.read_text(errors="replace"):
             break
         await asyncio.sleep(0.1)
-    assert "most recent call first" in worker.proc.log.read_text(errors="replace")  # faulthandler's stack header
+    assert "most recent call first" in worker.proc.log.read_text(
+        errors="replace"
+    )  # faulthandler's stack header
     assert worker.proc.process.returncode is None  # still serving
 
 

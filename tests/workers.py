@@ -35,9 +35,20 @@ class WorkerProcess:
 
     async def info(self) -> dict[str, Any]:
         """livekit-agents' `GET /worker`: agent_name, active_jobs, worker_load."""
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
-            async with http.get(self.health_url + "/worker") as r:
-                return await r.json(content_type=None)
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http,
+            http.get(self.health_url + "/worker") as r,
+        ):
+            return await r.json(content_type=None)
+
+    async def engines(self) -> dict[str, Any]:
+        """The worker's `GET /engines`: each model engine's health."""
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http,
+            http.get(self.health_url + "/engines") as r,
+        ):
+            assert r.status == 200, await r.text()
+            return await r.json()
 
     async def active_jobs(self) -> int:
         return int((await self.info()).get("active_jobs", 0))

@@ -6,16 +6,68 @@
 //   dispatched into the room by the token, transcripts arrive as "lk.transcription" text streams and the
 //   agent's state as its "lk.agent.state" attribute.
 // GET /api/config says which the server offers; `?mode=room` picks the room when both are there.
+// A server with VOICE_AGENT_API_TOKEN wants `Authorization: Bearer <token>` on both: the token comes from the
+// "Access token" field or from `?token=...` in the link (kept in sessionStorage, removed from the address bar).
+// livekit-client is imported by its bare name: the page's import map (served by the app) pins its URL and
+// its integrity hash, so the browser refuses other bytes.
 
 const $ = (id) => document.getElementById(id);
 const ui = {
   talk: $("talk"), state: $("agent-state"), micLevel: $("mic-level"), agentLevel: $("agent-level"),
-  transcript: $("transcript"), error: $("error"), audio: $("agent-audio"),
+  transcript: $("transcript"), error: $("error"), audio: $("agent-audio"), auth: $("auth"), token: $("api-token"),
 };
 
 // Observable state for people (and for the end-to-end browser test).
 const status = { connected: false, agentState: "idle", agentLevelMax: 0, messages: 0 };
 window.voiceAgent = status;
+
+const TOKEN_KEY = "voiceAgentToken";
+
+function setupToken() {
+  const params = new URLSearchParams(location.search);
+  const fromLink = params.get("token");
+  if (fromLink) {
+    sessionStorage.setItem(TOKEN_KEY, fromLink);
+    params.delete("token"); // out of the address bar, the history and any Referer
+    const query = params.toString();
+    history.replaceState(null, "", location.pathname + (query ? `?${query}` : "") + location.hash);
+  }
+  ui.token.value = sessionStorage.getItem(TOKEN_KEY) ?? "";
+  ui.token.addEventListener("input", () => {
+    const value = ui.token.value.trim();
+    if (value) sessionStorage.setItem(TOKEN_KEY, value);
+    else sessionStorage.removeItem(TOKEN_KEY);
+  });
+  ui.auth.addEventListener("submit", (ev) => ev.preventDefault());
+}
+
+// POST a JSON body to the API; errors become one sentence that says what to do (401: the token, 429: wait).
+async function postJson(path, body) {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  const resp = await fetch(path, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", ...(token ? { Authorization: `Bearer ${token}` } : {}) },
+    body: JSON.stringify(body),
+  });
+  let data = {};
+  try {
+    data = await resp.json();
+  } catch {
+    // not JSON (a proxy's error page): the status says enough
+  }
+  if (resp.ok) return data;
+  const detail = data.error ?? `the server answered ${resp.status}`;
+  status.lastStatus = resp.status;
+  if (resp.status === 401) {
+    ui.auth.hidden = false;
+    throw new Error(`Access denied (${detail}): enter the access token above, or open the link you were given.`);
+  }
+  if (resp.status === 429) {
+    const wait = resp.headers.get("Retry-After");
+    throw new Error(`Too many requests (${detail})${wait ? `: wait ${wait} s` : ""}.`);
+  }
+  throw new Error(detail);
+}
 
 class EmbeddedTransport {
   async connect(micStream, { onTrack, onMessage, onClosed }) {
@@ -29,13 +81,10 @@ class EmbeddedTransport {
     };
     await this.pc.setLocalDescription(await this.pc.createOffer());
     await iceGatheringComplete(this.pc);
-    const resp = await fetch("/api/offer", {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ sdp: this.pc.localDescription.sdp, type: this.pc.localDescription.type }),
+    const body = await postJson("/api/offer", {
+      sdp: this.pc.localDescription.sdp,
+      type: this.pc.localDescription.type,
     });
-    const body = await resp.json();
-    if (!resp.ok) throw new Error(body.error ?? `server answered ${resp.status}`);
     await this.pc.setRemoteDescription({ sdp: body.sdp, type: body.type });
   }
 
@@ -63,15 +112,20 @@ class RoomTransport {
   }
 
   async connect(micStream, { onTrack, onMessage, onClosed }) {
-    const resp = await fetch("/api/token", {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: "{}",
-    });
-    const body = await resp.json();
-    if (!resp.ok) throw new Error(body.error ?? `server answered ${resp.status}`);
+    let client;
+    try {
+      client = await import("livekit-client"); // resolved and integrity-checked by the page's import map
+    } catch (err) {
+      console.error(err);
+      throw new Error(
+        `Could not load livekit-client from ${this.clientUrl}: offline, blocked, or its content does not ` +
+          "match the pinned integrity hash (VOICE_AGENT_LIVEKIT_CLIENT_INTEGRITY).",
+      );
+    }
+    status.livekitClientLoaded = true;
+    const { Room, RoomEvent, Track, ParticipantKind } = client;
+    const body = await postJson("/api/token", {});
     status.room = body.room;
-    const { Room, RoomEvent, Track, ParticipantKind } = await import(this.clientUrl);
     const room = new Room();
     this.room = room;
     // the token dispatches the agent; if no worker takes the room, say so instead of waiting in silence
@@ -260,4 +314,9 @@ function hangUp(error = "") {
   showError(error);
 }
 
+setupToken();
+fetch("/api/config")
+  .then((resp) => resp.json())
+  .then((config) => { if (config.auth) ui.auth.hidden = false; })
+  .catch(() => {}); // startCall reports an unreachable server
 ui.talk.addEventListener("click", () => (call ? hangUp() : startCall()));

@@ -126,11 +126,11 @@ def _scripts(streams: int, seconds: float, sample_rate: int) -> list[_Caller]:
     """Per stream: a random start offset (streams out of phase), then utterances and pauses drawn from a
     shared pool of clips, ending at the last flush; at least one utterance each."""
     import numpy as np
-    from livekit.plugins.parakeet import synthetic_audio
+    from livekit.plugins.parakeet.testing import speech_like
 
     frame = round(FRAME_SECONDS * sample_rate)
     clips = [
-        synthetic_audio.speech_like(d, sample_rate=sample_rate, seed=i)[: round(d / FRAME_SECONDS) * frame]
+        speech_like(d, sample_rate=sample_rate, seed=i)[: round(d / FRAME_SECONDS) * frame]
         for i, d in enumerate(_CLIP_SECONDS)
     ]
     callers = []

@@ -78,13 +78,15 @@ async def _cancelled_reply(engine: Any, stream: str) -> float:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     from livekit.plugins import chatterbox
+    from livekit.plugins.chatterbox import testing
 
     from ..settings import Settings
 
     settings = Settings()
     device = args.device or settings.device
+    load = testing.load_engine if args.model.startswith("synthetic-") else chatterbox.load_engine
     with contextlib.redirect_stdout(sys.stderr):  # the watermarker prints at load; stdout is for the result
-        engine = await asyncio.to_thread(chatterbox.load_engine, args.model, device, settings.dtype)
+        engine = await asyncio.to_thread(load, args.model, device, settings.dtype)
 
     started = time.monotonic()
     replies = await asyncio.gather(

@@ -1,10 +1,12 @@
 """The HTTP app: web page, health, embedded-mode WebRTC signalling (`POST /api/offer`) when this process
-holds the models, and LiveKit room tokens (`POST /api/token`) when LiveKit settings are present."""
+holds the models, and LiveKit room tokens (`POST /api/token`) when LiveKit settings are present.
+
+Every API error is `{"error": "..."}` with a 4xx status (a 500 says only "could not start a session"; the
+detail goes to the log). See agent/embedded/guard.py for the API token and rate limits, sdp.py for what an
+offer must be, sessions.py for how session slots are held."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -13,109 +15,153 @@ from typing import Any
 from aiohttp import web
 from aiortc import RTCSessionDescription
 
-from .. import rooms
+from .. import rooms, webhook
 from ..models import Models
 from ..settings import Settings
+from . import guard
+from .page import LIVEKIT_CLIENT_ROUTE, livekit_client, render_index
 from .peer import BadOffer, PeerSession
+from .sdp import check_offer
+from .sessions import AtCapacity, ClientLimit, Sessions
 
 logger = logging.getLogger("voice_agent.embedded")
 
 WEB_DIR = Path(__file__).resolve().parents[2] / "web"
-MAX_OFFER_BYTES = 256 * 1024
+MAX_OFFER_BYTES = 64 * 1024
+PROTECTED = frozenset({"/api/offer", "/api/token"})  # need VOICE_AGENT_API_TOKEN when it is set
 
-PEERS = web.AppKey("peers", set[PeerSession])
+SESSIONS = web.AppKey("sessions", Sessions)
+OFFER_LIMIT = web.AppKey("offer_limit", guard.RateLimiter)
 SETTINGS = web.AppKey("settings", Settings)
 MODELS = web.AppKey("models", Models)
 
 
 def create_app(settings: Settings, models: Models | None, web_dir: Path = WEB_DIR) -> web.Application:
     """`models=None` serves the page for room mode only (`voice-agent web`, no GPU needed)."""
-    app = web.Application(client_max_size=MAX_OFFER_BYTES)
-    app[PEERS] = set()
+    app = web.Application(
+        client_max_size=MAX_OFFER_BYTES,
+        middlewares=[guard.guard_middleware(settings, lambda r: r.path in PROTECTED)],
+    )
+    app[SESSIONS] = Sessions(settings)
     app[SETTINGS] = settings
     if models is not None:
         app[MODELS] = models
+        app[OFFER_LIMIT] = guard.RateLimiter(settings.rate_limit_per_minute)
         app.router.add_post("/api/offer", offer)
     if settings.has_livekit:
         rooms.add_routes(app, settings)
+        if settings.webhook_enabled:
+            webhook.add_routes(app, settings)
     app.router.add_get("/api/config", config)
     app.router.add_get("/healthz", healthz)
-    app.router.add_get("/", _page(web_dir / "index.html"))
+    index = render_index(web_dir / "index.html", settings if settings.has_livekit else None)
+    app.router.add_get("/", _page(index))
+    if settings.livekit_client_file is not None:
+        app.router.add_get(LIVEKIT_CLIENT_ROUTE, _file(settings.livekit_client_file))
     app.router.add_static("/static/", web_dir)
     app.on_shutdown.append(_close_peers)
     return app
 
 
-def _page(path: Path) -> Callable[[web.Request], Awaitable[web.FileResponse]]:
-    async def handler(_: web.Request) -> web.FileResponse:
-        return web.FileResponse(path)
+def _page(html: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handler(_: web.Request) -> web.Response:
+        return web.Response(text=html, content_type="text/html", headers={"Cache-Control": "no-cache"})
 
     return handler
 
 
-def _error(status: type[web.HTTPException], message: str) -> web.HTTPException:
-    return status(text=json.dumps({"error": message}), content_type="application/json")
+def _file(path: Path) -> Callable[[web.Request], Awaitable[web.FileResponse]]:
+    async def handler(_: web.Request) -> web.FileResponse:
+        return web.FileResponse(path, headers={"Content-Type": "text/javascript"})
+
+    return handler
 
 
 def _parse_offer(body: Any) -> RTCSessionDescription:
     if not isinstance(body, dict):
-        raise _error(web.HTTPBadRequest, 'expected a JSON object {"sdp": ..., "type": "offer"}')
+        raise guard.json_error(web.HTTPBadRequest, 'expected a JSON object {"sdp": ..., "type": "offer"}')
     sdp, kind = body.get("sdp"), body.get("type")
     if kind != "offer":
-        raise _error(web.HTTPBadRequest, '"type" must be "offer"')
+        raise guard.json_error(web.HTTPBadRequest, '"type" must be "offer"')
     if not isinstance(sdp, str) or not sdp.strip():
-        raise _error(web.HTTPBadRequest, '"sdp" must be a non-empty string')
+        raise guard.json_error(web.HTTPBadRequest, '"sdp" must be a non-empty string')
+    try:
+        check_offer(sdp)
+    except BadOffer as e:
+        raise guard.json_error(web.HTTPBadRequest, str(e)) from None
     return RTCSessionDescription(sdp=sdp, type=kind)
 
 
 async def offer(request: web.Request) -> web.Response:
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise _error(web.HTTPBadRequest, "request body is not valid JSON") from None
-    description = _parse_offer(body)
-
     app = request.app
-    peers = app[PEERS]
-    if len(peers) >= app[SETTINGS].max_sessions:
-        raise _error(web.HTTPServiceUnavailable, "the agent is at capacity, try again shortly")
+    guard.check_rate(app[OFFER_LIMIT], request)
+    description = _parse_offer(await guard.read_json(request, MAX_OFFER_BYTES))
 
-    peer = PeerSession(app[SETTINGS], app[MODELS], on_closed=peers.discard)
-    peers.add(peer)
+    sessions, settings = app[SESSIONS], app[SETTINGS]
+    client = request[guard.CLIENT]
     try:
-        answer = await peer.accept(description)
+        sessions.check_admission(client)
+    except ClientLimit:
+        raise guard.too_many(
+            f"your address already has {settings.max_sessions_per_client} calls open: hang up one first",
+            settings.connect_timeout,
+        ) from None
+    except AtCapacity:
+        raise guard.json_error(
+            web.HTTPServiceUnavailable,
+            "the agent is at capacity, try again shortly",
+            headers={"Retry-After": "5"},
+        ) from None
+
+    peer = PeerSession(settings, app[MODELS], client, on_connected=sessions.claim, on_closed=sessions.discard)
+    sessions.add(peer)
+    try:
+        answer = await peer.answer(description)
     except BadOffer as e:
         await peer.close()
-        raise _error(web.HTTPBadRequest, str(e)) from None
+        raise guard.json_error(web.HTTPBadRequest, str(e)) from None
     except Exception:
         logger.exception("could not start a session")
         await peer.close()
-        raise _error(web.HTTPInternalServerError, "could not start a session") from None
+        raise guard.json_error(web.HTTPInternalServerError, "could not start a session") from None
     return web.json_response({"sdp": answer.sdp, "type": answer.type, "session_id": peer.id})
 
 
 async def config(request: web.Request) -> web.Response:
     """Which transports this server offers; the page picks embedded when it can, else a LiveKit room."""
     app = request.app
-    body: dict[str, Any] = {"embedded": MODELS in app, "room": rooms.SETTINGS in app}
+    settings = app[SETTINGS]
+    body: dict[str, Any] = {
+        "embedded": MODELS in app,
+        "room": rooms.SETTINGS in app,
+        "auth": settings.api_token is not None,
+    }
     if rooms.SETTINGS in app:
-        body["livekit_client_url"] = app[SETTINGS].livekit_client_url
-        body["agent_join_timeout"] = app[SETTINGS].agent_join_timeout
+        body["livekit_client_url"] = livekit_client(settings)[0]
+        body["agent_join_timeout"] = settings.agent_join_timeout
     return web.json_response(body)
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """200 while this process can take calls; 503 (with the reason) while a model engine cannot."""
     app = request.app
     health: dict[str, Any] = {"ok": True, "embedded": MODELS in app, "room": rooms.SETTINGS in app}
     if MODELS in app:
+        models = app[MODELS]
+        problems = models.unhealthy()
         health |= {
-            "models": app[MODELS].describe(),
-            "device": str(app[MODELS].stt.device),
-            "sessions": len(app[PEERS]),
+            "ok": not problems,
+            "models": models.describe(),
+            "device": str(models.stt.device),
+            "engines": models.health(),
+            "sessions": app[SESSIONS].active,
+            "pending": app[SESSIONS].pending,
             "max_sessions": app[SETTINGS].max_sessions,
         }
-    return web.json_response(health)
+        if problems:
+            health["reason"] = "; ".join(problems)
+    return web.json_response(health, status=200 if health["ok"] else 503)
 
 
 async def _close_peers(app: web.Application) -> None:
-    await asyncio.gather(*(peer.close() for peer in list(app[PEERS])))
+    await app[SESSIONS].close_all()

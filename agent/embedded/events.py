@@ -6,7 +6,7 @@ Messages (one JSON object each):
   {"type": "transcript", "role": "user" | "agent", "text": str, "final": bool, "interrupted"?: bool}
   {"type": "metrics", "role": "user" | "assistant", ...per-turn latencies in seconds...}
   {"type": "false_interruption", "resumed": bool}
-  {"type": "error", "message": str}
+  {"type": "error", "message": str, "source": "llm" | "stt" | "tts"}   (never the exception text)
 """
 
 from __future__ import annotations
@@ -81,7 +81,9 @@ def relay_session_events(session: AgentSession, send: Send) -> None:
         send({"type": "false_interruption", "resumed": ev.resumed})
 
     def on_error(ev: events.ErrorEvent) -> None:
-        send({"type": "error", "message": str(ev.error)})
+        # what failed, never the exception's text (it can name hosts, keys' owners, file paths): that is logged
+        source = getattr(ev.error, "type", "error").removesuffix("_error")
+        send({"type": "error", "message": f"the agent's {source} failed for this turn", "source": source})
 
     session.on("agent_state_changed", on_agent_state)
     session.on("user_state_changed", on_user_state)

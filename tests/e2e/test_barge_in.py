@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from livekit.plugins.parakeet.synthetic_audio import speech_like
+from livekit.plugins.parakeet.testing import speech_like
 
 from agent.bench.caller import Caller
 from agent.models import Models

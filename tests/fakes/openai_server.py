@@ -11,7 +11,7 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 
@@ -27,6 +27,10 @@ class ToolCall:
 
 
 Reply = str | ToolCall
+
+Fault = Literal["500", "429", "hang", "stall"]
+"""How a model of the scripted server fails: an HTTP error, no token at all after the headers (hang), or
+two tokens of the reply and then nothing (stall)."""
 
 
 @dataclass
@@ -56,7 +60,8 @@ def _text(content: Any) -> str:
 
 class ScriptedLLMServer:
     """Replies are taken in order from `replies` (the last one repeats once they run out); the first
-    `failures` requests are answered with HTTP 500 instead."""
+    `failures` requests are answered with HTTP 500 instead, and requests for a model named in `faults` fail
+    that way (every time, until removed)."""
 
     def __init__(
         self, replies: list[Reply], *, ttft: float = 0.05, tokens_per_second: float = 50.0, failures: int = 0
@@ -67,6 +72,9 @@ class ScriptedLLMServer:
         self.ttft = ttft
         self.tokens_per_second = tokens_per_second
         self.requests: list[RecordedRequest] = []
+        self.faults: dict[str, Fault] = {}
+        self.faulted: list[tuple[str, Fault]] = []
+        """(model, fault) of every request answered with a fault, in order"""
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -75,6 +83,8 @@ class ScriptedLLMServer:
         self.replies = list(replies)
         self.tokens_per_second = tokens_per_second
         self.requests.clear()
+        self.faults.clear()
+        self.faulted.clear()
 
     @property
     def base_url(self) -> str:
@@ -104,17 +114,24 @@ class ScriptedLLMServer:
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
+        fault = self.faults.get(body.get("model", ""))
         if self.failed < self.failures:
             self.failed += 1
-            return web.json_response(
-                {"error": {"message": "scripted failure", "type": "server_error"}}, status=500
-            )
+            fault = "500"
+        if fault is not None:
+            self.faulted.append((body.get("model", ""), fault))
+        if fault in ("500", "429"):
+            status = int(fault)
+            message = "rate limit reached" if status == 429 else "scripted failure"
+            return web.json_response({"error": {"message": message, "type": "server_error"}}, status=status)
         reply = self.replies[min(len(self.requests), len(self.replies) - 1)]
         rec = RecordedRequest(body=body, reply=reply, started_at=time.monotonic())
         self.requests.append(rec)
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await resp.prepare(request)
         try:
+            if fault == "hang":
+                await asyncio.sleep(3600)  # until the client gives up and hangs up
             await asyncio.sleep(self.ttft)
             if isinstance(reply, ToolCall):
                 call = {"index": 0, "id": f"call_{len(self.requests)}", "type": "function",
@@ -124,6 +141,8 @@ class ScriptedLLMServer:
             for token in re.findall(r"\S+\s*", reply if isinstance(reply, str) else ""):
                 await resp.write(_sse(_chunk(body, {"role": "assistant", "content": token})))
                 rec.tokens_sent += 1
+                if fault == "stall" and rec.tokens_sent == 2:
+                    await asyncio.sleep(3600)
                 await asyncio.sleep(1.0 / self.tokens_per_second)
             usage = {
                 "prompt_tokens": 10,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from livekit.plugins.parakeet.synthetic_audio import speech_like
+from livekit.plugins.parakeet.testing import speech_like
 
 from agent.bench.room_caller import RoomCaller
 from agent.localstack import LocalStack

@@ -9,12 +9,13 @@ import pytest
 import torch
 from chatterbox.tts import punc_norm
 from livekit.plugins import chatterbox
-from livekit.plugins.chatterbox import synthetic, vocoder
+from livekit.plugins.chatterbox import testing
+from livekit.plugins.chatterbox.steps import vocoder
 
 
 def expected_seconds(text: str) -> float:
     """Audio length of a synthetic-tiny utterance: its speech-token budget, 40 ms per token."""
-    return 0.04 * round(synthetic.TOKENS_PER_CHAR * len(punc_norm(text)))
+    return 0.04 * round(testing.TOKENS_PER_CHAR * len(punc_norm(text)))
 
 
 def frame_energies(pcm: np.ndarray, sample_rate: int = 24000) -> np.ndarray:

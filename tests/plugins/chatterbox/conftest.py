@@ -1,4 +1,4 @@
-"""One synthetic-tiny Chatterbox engine per test session, loaded through the plugin's own loader."""
+"""One synthetic-tiny Chatterbox engine per test session, loaded through the plugin's own engine cache."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 from livekit.plugins import chatterbox
-from livekit.plugins.chatterbox import synthetic
+from livekit.plugins.chatterbox import testing
 
 
 @pytest.fixture(scope="session")
 def engine() -> Iterator[chatterbox.ChatterboxEngine]:
-    engine = chatterbox.load_engine("synthetic-tiny", device="cpu")
+    engine = testing.load_engine("synthetic-tiny", device="cpu")
     yield engine
     engine.close()
 
@@ -26,5 +26,5 @@ def engine() -> Iterator[chatterbox.ChatterboxEngine]:
 def reference_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2 s voice-like reference clip at 24 kHz."""
     path = tmp_path_factory.mktemp("voices") / "reference.wav"
-    sf.write(path, synthetic.reference_clip(2.0), 24000)
+    sf.write(path, testing.reference_clip(2.0), 24000)
     return path

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,9 @@ import pytest
 import torch
 from chatterbox_helpers import expected_seconds, fail_vocoder_once, frame_energies
 from livekit.plugins import chatterbox
-from livekit.plugins.chatterbox import engine as engine_module
-from livekit.plugins.chatterbox.models import load_model
+from livekit.plugins.chatterbox import scheduler, testing
+from livekit.plugins.chatterbox.steps import FlowInput
+from torch import Tensor
 
 from tests.loop_probe import LoopLagProbe
 
@@ -122,8 +124,8 @@ async def test_streams_running_together_are_batched_and_sound_as_they_do_alone(
     # synthetic-tiny's speech head has zero weights: its tokens ignore what T3 computes. This test's own copy
     # gets random ones, so that a batching mistake (padding, positions, other streams' caches) changes tokens.
     # Chunks are cut where they are cut alone (no early joining of flow calls), so the audio must be equal too.
-    monkeypatch.setattr(engine_module, "FLOW_JOIN_FILL", 1.0)
-    model = await asyncio.to_thread(load_model, "synthetic-tiny", "cpu")
+    monkeypatch.setattr(scheduler, "FLOW_JOIN_FILL", 1.0)
+    model = await asyncio.to_thread(testing.load_model, "synthetic-tiny", "cpu")
     with torch.no_grad():
         model.tts.t3.speech_head.weight.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(0))
     engine = chatterbox.ChatterboxEngine(model)
@@ -150,20 +152,26 @@ async def test_streams_running_together_are_batched_and_sound_as_they_do_alone(
     assert not np.allclose(other, together[1], atol=2)
 
 
-async def test_nearly_full_chunks_join_a_flow_call(monkeypatch: pytest.MonkeyPatch) -> None:
+class FlowSpy(chatterbox.SynthesisSteps):
+    """Records the number of rows of each flow call."""
+
+    def __init__(self, model: chatterbox.LoadedModel) -> None:
+        super().__init__(model)
+        self.rows_per_call: list[int] = []
+
+    def flow(self, rows: Sequence[FlowInput]) -> list[Tensor]:
+        self.rows_per_call.append(len(rows))
+        return super().flow(rows)
+
+
+async def test_nearly_full_chunks_join_a_flow_call(engine: chatterbox.ChatterboxEngine) -> None:
     """Streams a few token steps apart never have chunks due at the same step; the nearly full ones join."""
-    rows_per_call: list[int] = []
-    run_flow = engine_module.run_flow
-
-    def spy(s3gen: Any, rows: list[Any], **kwargs: Any) -> Any:
-        rows_per_call.append(len(rows))
-        return run_flow(s3gen, rows, **kwargs)
-
-    monkeypatch.setattr(engine_module, "run_flow", spy)
+    spy = FlowSpy(engine.model)
+    rows_per_call = spy.rows_per_call
     texts = ["A first reply, longer than the others.", "Second one.", "A third, in between."]
     # an engine of its own: three streams at once would raise the shared engine's max_batch, which
     # `bench tts` (sharing it in one test process) reports
-    engine = chatterbox.ChatterboxEngine(await asyncio.to_thread(load_model, "synthetic-tiny", "cpu"))
+    engine = chatterbox.ChatterboxEngine(engine.model, steps=spy)
     try:
         handles = []
         for text in texts:

@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 import pytest
 import torch
 from chatterbox_helpers import assert_batched_flow_matches_alone, expected_seconds, frame_energies
 from livekit.plugins import chatterbox
-from livekit.plugins.chatterbox import decoding, vocoder
+from livekit.plugins.chatterbox.steps import ChunkVocoder, DecodeBatch, FlowInput, decoding, vocoder
+from torch import Tensor
 
+T = TypeVar("T")
 LONG = "A long paragraph keeps the engine busy for a while, so a cancel happens in the middle of it."
 
 
@@ -32,13 +35,13 @@ class EventLog:
         monkeypatch.setattr(decoding.Utterance, "sample", logged)
 
     def watch(self, handle: chatterbox.SynthesisHandle, name: str) -> chatterbox.SynthesisHandle:
-        deliver = handle._deliver
+        deliver = handle.deliver
 
         def logged(item: Any) -> None:
             self.events.append(f"audio {name}" if isinstance(item, bytes) else f"end {name}")
             deliver(item)
 
-        handle._deliver = logged  # type: ignore[method-assign]
+        handle.deliver = logged  # type: ignore[method-assign]
         return handle
 
 
@@ -112,30 +115,67 @@ async def test_cancel_stops_generation_within_one_chunk(engine: chatterbox.Chatt
     assert after.tokens - before.tokens < budget / 2  # far from the whole paragraph
 
 
-async def test_a_cancelled_stream_stops_while_another_goes_on(
-    engine: chatterbox.ChatterboxEngine, monkeypatch: pytest.MonkeyPatch
-) -> None:
+Work = tuple[str, str, float]
+"""(request text, the piece of work it was part of: "prompt", "token" step or "chunk", when the step began)"""
+
+
+class TimedSteps(chatterbox.SynthesisSteps):
+    """Records each step of model work. The worker runs one at a time: a step's bookkeeping is over when the
+    next one begins."""
+
+    def __init__(self, model: chatterbox.LoadedModel) -> None:
+        super().__init__(model)
+        self.work: list[Work] = []
+        self._texts: dict[int, str] = {}  # id of a decoder, vocoder or flow row -> its request's text
+
+    def _timed(self, owners: Sequence[object], piece: str, run: Callable[[], T]) -> T:
+        self.work.extend((self._texts[id(owner)], piece, time.monotonic()) for owner in owners)
+        return run()
+
+    def prepare(self, text: str, **kwargs: Any) -> tuple[decoding.Utterance, ChunkVocoder]:
+        self.work.append((text, "prompt", time.monotonic()))
+        decoder, vocoder = super().prepare(text, **kwargs)
+        self._texts[id(decoder)] = self._texts[id(vocoder)] = text
+        return decoder, vocoder
+
+    def sample(self, decoder: decoding.Utterance) -> int | None:
+        return self._timed([decoder], "token", lambda: super(TimedSteps, self).sample(decoder))
+
+    def decode(self, batch: DecodeBatch) -> None:
+        self._timed(batch.members, "token", lambda: super(TimedSteps, self).decode(batch))
+
+    def flow_input(self, vocoder: ChunkVocoder, tokens: Sequence[int], *, final: bool) -> FlowInput | None:
+        row = self._timed(
+            [vocoder], "chunk", lambda: super(TimedSteps, self).flow_input(vocoder, tokens, final=final)
+        )
+        if row is not None:
+            self._texts[id(row)] = self._texts[id(vocoder)]
+        return row
+
+    def flow(self, rows: Sequence[FlowInput]) -> list[Tensor]:
+        return self._timed(rows, "chunk", lambda: super(TimedSteps, self).flow(rows))
+
+    def audio(self, vocoder: ChunkVocoder, mels: Tensor | None, *, final: bool, watermark: bool) -> bytes:
+        return self._timed(
+            [vocoder],
+            "chunk",
+            lambda: super(TimedSteps, self).audio(vocoder, mels, final=final, watermark=watermark),
+        )
+
+
+async def test_a_cancelled_stream_stops_while_another_goes_on(engine: chatterbox.ChatterboxEngine) -> None:
     """stopped() is when the cancelled request's last work ended: the step or chunk of it in flight at
     cancel(), or cancel() itself when the worker was busy with another stream; none of it runs after."""
-    work: list[tuple[str, float, float]] = []  # (request text, start, end) of each piece of worker work
+    steps = TimedSteps(engine.model)
+    work = steps.work
+    engine = chatterbox.ChatterboxEngine(engine.model, steps=steps)
+    try:
+        await cancel_one_of_two(engine, work)
+    finally:
+        await asyncio.to_thread(engine.close)
 
-    def timed(name: str) -> None:
-        real = getattr(engine, name)
 
-        def run(arg: Any) -> None:
-            start = time.monotonic()
-            try:
-                real(arg)
-            finally:
-                end = time.monotonic()
-                work.extend(
-                    (job.request.text, start, end) for job in (arg if isinstance(arg, list) else [arg])
-                )
-
-        monkeypatch.setattr(engine, name, run)
-
-    for name in ("_start", "_decode_step", "_vocode"):
-        timed(name)
+async def cancel_one_of_two(engine: chatterbox.ChatterboxEngine, work: list[Work]) -> None:
     other = engine.synthesize(LONG, chunk_tokens=(10, 20))
     await other.__anext__()
     text = "The cancelled reply would go on and on, if nobody stopped it."
@@ -146,9 +186,12 @@ async def test_a_cancelled_stream_stops_while_another_goes_on(
     stopped = await victim.stopped()
     assert len(await chunks_of(other)) > 0  # the other stream went on to its end
 
-    after_cancel = [end for request, _, end in work if request == text and end >= victim.cancelled_at]
-    assert len(after_cancel) <= 1  # at most the piece in flight at cancel()
-    assert victim.cancelled_at <= stopped <= max([victim.cancelled_at, *after_cancel])
+    # no step of it begins after cancel() but the rest of the token step or chunk in flight then
+    pieces = [piece for request, piece, start in work if request == text and start >= victim.cancelled_at]
+    assert len(set(pieces)) <= 1 and len(pieces) <= 3, pieces
+    # and the worker had let go of it by the first step (of the other stream) after its last
+    last = max(start for request, _, start in work if request == text)
+    assert victim.cancelled_at <= stopped <= max(victim.cancelled_at, min(s for _, _, s in work if s > last))
 
 
 async def test_a_second_stream_does_not_wait_for_the_first(

@@ -12,7 +12,7 @@ from chatterbox_helpers import expected_seconds, fail_vocoder_once, frame_energi
 from livekit import rtc
 from livekit.agents import APIConnectOptions, APIError, tts
 from livekit.plugins import chatterbox
-from livekit.plugins.chatterbox import decoding
+from livekit.plugins.chatterbox.steps import decoding
 
 NO_RETRY = APIConnectOptions(max_retry=0)
 

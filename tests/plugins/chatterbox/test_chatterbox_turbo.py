@@ -12,7 +12,7 @@ import soundfile as sf
 from chatterbox.tts_turbo import punc_norm
 from chatterbox_helpers import assert_batched_flow_matches_alone
 from livekit.plugins import chatterbox
-from livekit.plugins.chatterbox import models, synthetic
+from livekit.plugins.chatterbox import testing
 
 
 class _Messages(logging.Handler):
@@ -34,7 +34,7 @@ def turbo_engine(load_warnings: list[str]) -> Iterator[chatterbox.ChatterboxEngi
     handler = _Messages()
     logging.getLogger("livekit.plugins.chatterbox").addHandler(handler)
     try:
-        model = models.load_model("synthetic-turbo-tiny", device="cpu")
+        model = testing.load_model("synthetic-turbo-tiny", device="cpu")
     finally:
         logging.getLogger("livekit.plugins.chatterbox").removeHandler(handler)
     load_warnings.extend(handler.messages)
@@ -54,7 +54,7 @@ async def test_turbo_synthesizes_text_length_audio_plus_tail_silence(
 ) -> None:
     text = "Hi there, turbo."
     pcm = np.frombuffer(b"".join([c async for c in turbo_engine.synthesize(text)]), dtype=np.int16)
-    tokens = round(synthetic.TOKENS_PER_CHAR * len(punc_norm(text))) + 3  # Turbo appends 3 silence tokens
+    tokens = round(testing.TOKENS_PER_CHAR * len(punc_norm(text))) + 3  # Turbo appends 3 silence tokens
     assert len(pcm) == tokens * 960
     assert np.abs(pcm.astype(np.float32)).mean() > 100
     assert turbo_engine.stats.completed == 1
@@ -64,7 +64,7 @@ async def test_turbo_rejects_short_reference_voices(
     turbo_engine: chatterbox.ChatterboxEngine, tmp_path: Path
 ) -> None:
     short = tmp_path / "short.wav"
-    sf.write(short, synthetic.reference_clip(2.0), 24000)
+    sf.write(short, testing.reference_clip(2.0), 24000)
     with pytest.raises(chatterbox.SynthesisError, match="longer than 5 s"):
         async for _ in turbo_engine.synthesize("Hello.", voice=str(short)):
             pass

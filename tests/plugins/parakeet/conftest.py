@@ -1,5 +1,5 @@
-"""One synthetic-tiny Parakeet engine per test session, built into a temporary cache and loaded through the
-plugin's own loader (the .nemo restore path)."""
+"""One synthetic-tiny Parakeet engine per test session, built into a temporary cache by the plugin's `testing`
+builders and loaded through the product's own loader (the .nemo restore path)."""
 
 from __future__ import annotations
 
@@ -12,22 +12,22 @@ from pathlib import Path
 
 import pytest
 from livekit.plugins import parakeet
-from livekit.plugins.parakeet import synthetic
+from livekit.plugins.parakeet import testing
 
 
 @pytest.fixture(scope="session")
 def synthetic_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     cache = tmp_path_factory.mktemp("parakeet-cache")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(synthetic.CACHE_DIR_ENV, str(cache))
+        mp.setenv(testing.CACHE_DIR_ENV, str(cache))
         yield cache
 
 
 @pytest.fixture(scope="session")
 def tiny_nemo(synthetic_cache: Path) -> Path:
-    return synthetic.ensure_synthetic_model("synthetic-tiny")
+    return testing.ensure_synthetic_model("synthetic-tiny")
 
 
 @pytest.fixture(scope="session")
 def tiny_engine(tiny_nemo: Path) -> parakeet.ParakeetEngine:
-    return parakeet.load_engine("synthetic-tiny", device="cpu")
+    return parakeet.load_engine(str(tiny_nemo), device="cpu", name="synthetic-tiny")

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import time
 import wave
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import torch
 from livekit import rtc
 from livekit.plugins import parakeet
+from livekit.plugins.parakeet import loading, testing
 
 FRAME = 320  # 20 ms, as transports deliver audio
 
@@ -97,3 +100,44 @@ def open_stream(
 def push(stream: parakeet.EngineStream, audio: np.ndarray) -> None:
     for i in range(0, len(audio), FRAME):
         stream.push(audio[i : i + FRAME])
+
+
+def private_engine(model: str = "synthetic-tiny", **options: object) -> parakeet.ParakeetEngine:
+    """An engine of its own (not the shared registry one) on synthetic `model`; the caller closes it."""
+    path = testing.ensure_synthetic_model(model)
+    return parakeet.ParakeetEngine(
+        loading.load_asr_model(str(path), torch.device("cpu")),
+        model_name=model,
+        device=torch.device("cpu"),
+        **options,  # type: ignore[arg-type]
+    )
+
+
+RATE = 16000
+
+
+def full_steps(samples: int, config: parakeet.StreamingConfig) -> int:
+    """Steps a stream takes before a flush, when all its audio is there."""
+    chunk, right = round(config.chunk * RATE), round(config.right * RATE)
+    return 0 if samples < chunk + right else (samples - chunk - right) // chunk + 1
+
+
+async def wait_steps(stream: parakeet.EngineStream, steps: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while stream.stats.steps < steps:
+        assert time.monotonic() < deadline, f"{stream.stats.steps} of {steps} steps"
+        await asyncio.sleep(0.01)
+
+
+async def finish(opened: list[tuple[parakeet.EngineStream, Listener]]) -> list[str]:
+    """Flush every stream, wait for each final, close the streams; the finals' texts in order."""
+    for stream, _ in opened:
+        stream.flush()
+    for stream, listener in opened:
+        await listener.wait_final()
+        stream.close()
+    return [listener.finals[0].text for _, listener in opened]
+
+
+def utterance(seconds: float, seed: int) -> np.ndarray:
+    return testing.pad(testing.speech_like(seconds, seed=seed), before=0.4, after=0.5)

@@ -1,8 +1,10 @@
-"""ParakeetEngine: shared registry, batching, the event loop staying free, failures and closing."""
+"""ParakeetEngine (engine.py): shared registry, whole-utterance requests batched off the event loop, failures,
+health, warm-up and closing."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from pathlib import Path
 
@@ -10,31 +12,31 @@ import numpy as np
 import pytest
 import torch
 from livekit.plugins import parakeet
-from livekit.plugins.parakeet import models, synthetic
-from livekit.plugins.parakeet import synthetic_audio as sa
-from parakeet_helpers import words
+from livekit.plugins.parakeet import testing as sa
+from parakeet_helpers import private_engine, words
 
 from tests.loop_probe import LoopLagProbe
 
 
 def slow_down(engine: parakeet.ParakeetEngine, monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
-    """Make every forward pass take at least `seconds`, as a big model on a busy GPU would."""
-    infer = engine._infer
+    """Make every whole-utterance pass take at least `seconds`, as a big model on a busy GPU would."""
+    infer = engine.steps.utterance
 
     def slow_infer(clips: list[np.ndarray]) -> list[tuple[str, float]]:
         time.sleep(seconds)
         return infer(clips)
 
-    monkeypatch.setattr(engine, "_infer", slow_infer)
+    monkeypatch.setattr(engine.steps, "utterance", slow_infer)
 
 
 def test_registry_shares_one_engine_per_model_device_dtype(
-    tiny_engine: parakeet.ParakeetEngine, monkeypatch: pytest.MonkeyPatch
+    tiny_engine: parakeet.ParakeetEngine, tiny_nemo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert parakeet.load_engine("synthetic-tiny", device="cpu") is tiny_engine
+    assert parakeet.load_engine(str(tiny_nemo), device="cpu", name="synthetic-tiny") is tiny_engine
     assert (
-        parakeet.load_engine("synthetic-tiny", device="auto", dtype="bfloat16") is tiny_engine
+        parakeet.load_engine(str(tiny_nemo), device="auto", dtype="bfloat16", name="synthetic-tiny")
+        is tiny_engine
     )  # cpu, float32
     assert tiny_engine.model_name == "synthetic-tiny"
     assert tiny_engine.device == torch.device("cpu")
@@ -45,22 +47,9 @@ async def test_transcribes_speech_deterministically(tiny_engine: parakeet.Parake
     audio = sa.pad(sa.speech_like(1.5), before=0.3, after=0.3)
     first, second = await tiny_engine.transcribe(audio), await tiny_engine.transcribe(audio)
     assert first.text == second.text
-    assert words(first.text) and set(words(first.text)) == {synthetic.SYNTHETIC_WORD}
+    assert words(first.text) and set(words(first.text)) == {sa.SYNTHETIC_WORD}
     assert 0.0 < first.confidence <= 1.0
     assert first.audio_duration == pytest.approx(2.1)
-
-
-async def test_words_for_sound_and_none_for_silence(tiny_engine: parakeet.ParakeetEngine) -> None:
-    # synthetic models say one word per 4 encoder frames (320 ms) of sound, and nothing in digital silence
-    rng = np.random.default_rng(0)
-    for seconds in (0.5, 1.0, 3.0):
-        noise = (0.1 * rng.standard_normal(int(seconds * 16000))).astype(np.float32)
-        assert len(words((await tiny_engine.transcribe(noise)).text)) == int(np.ceil(seconds / 0.32))
-        silence = await tiny_engine.transcribe(np.zeros(int(seconds * 16000), np.float32))
-        assert silence.text == "" and silence.confidence == 0.0
-    # 1 s of sound between 1 s silences: about 1 s worth of words, not 3 s
-    padded = sa.pad((0.1 * rng.standard_normal(16000)).astype(np.float32), before=1.0, after=1.0)
-    assert 3 <= len(words((await tiny_engine.transcribe(padded)).text)) <= 5
 
 
 async def test_empty_and_very_short_input(tiny_engine: parakeet.ParakeetEngine) -> None:
@@ -110,7 +99,7 @@ async def test_failing_request_fails_alone(
     tiny_engine: parakeet.ParakeetEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     poison = sa.speech_like(0.5, seed=99)
-    infer = tiny_engine._infer
+    infer = tiny_engine.steps.utterance
 
     def infer_or_fail(clips: list[np.ndarray]) -> list[tuple[str, float]]:
         time.sleep(0.3)  # lets the requests below queue up into one batch
@@ -118,26 +107,28 @@ async def test_failing_request_fails_alone(
             raise RuntimeError("poisoned input")
         return infer(clips)
 
-    monkeypatch.setattr(tiny_engine, "_infer", infer_or_fail)
+    monkeypatch.setattr(tiny_engine.steps, "utterance", infer_or_fail)
     good = [sa.speech_like(1.0, seed=s) for s in range(3)]
     results = await asyncio.gather(
         *(tiny_engine.transcribe(c) for c in [*good, poison]), return_exceptions=True
     )
     assert all(isinstance(r, parakeet.Transcript) and r.text for r in results[:3])
-    assert isinstance(results[3], RuntimeError)
+    assert isinstance(results[3], RuntimeError) and "poisoned" in str(results[3])
+    assert max(r.batch_size for r in results[:3]) > 1  # retried in halves, not one by one
 
 
 async def test_close_fails_pending_work_and_the_registry_reloads(tiny_nemo: Path) -> None:
-    engine = parakeet.ParakeetEngine(
-        models.load_asr_model(str(tiny_nemo), torch.device("cpu")),
-        model_name="private",
-        device=torch.device("cpu"),
-    )
+    engine = private_engine()
     assert (await engine.transcribe(sa.speech_like(0.5))).text
+    assert engine.health().healthy
     engine.close()
     assert engine.closed
+    health = engine.health()
+    assert (health.alive, health.healthy, health.reason) == (False, False, "STT engine closed")
     with pytest.raises(parakeet.EngineClosedError):
         await engine.transcribe(sa.speech_like(0.5))
+    with pytest.raises(parakeet.EngineClosedError):
+        engine.tokenizer  # noqa: B018 - the model is released
 
     by_path = parakeet.load_engine(str(tiny_nemo), device="cpu")  # a registry entry of its own
     by_path.close()
@@ -145,3 +136,61 @@ async def test_close_fails_pending_work_and_the_registry_reloads(tiny_nemo: Path
     assert reloaded is not by_path and not reloaded.closed
     assert (await reloaded.transcribe(sa.speech_like(0.5))).text
     reloaded.close()
+
+
+async def test_health_of_a_serving_engine(tiny_engine: parakeet.ParakeetEngine) -> None:
+    await tiny_engine.transcribe(sa.speech_like(0.5))
+    health = tiny_engine.health()
+    assert health.alive and health.healthy and health.reason == ""
+    assert health.consecutive_failures == 0 and health.queue_depth == 0
+    assert health.last_step_age is not None and 0 <= health.last_step_age < 60
+    assert health.as_dict() == {
+        "alive": True,
+        "healthy": True,
+        "last_step_age": health.last_step_age,
+        "queue_depth": 0,
+        "consecutive_failures": 0,
+        "reason": "",
+    }
+    with pytest.raises(AttributeError):
+        health.healthy = False  # type: ignore[misc]  # frozen
+
+
+def test_health_before_any_work(tiny_nemo: Path) -> None:
+    engine = private_engine()
+    try:
+        health = engine.health()
+        assert health.healthy and health.last_step_age is None
+    finally:
+        engine.close()
+
+
+def test_warm_up_that_does_not_finish_is_a_load_error() -> None:
+    engine = private_engine(warmup_timeout=0.5)
+    release = threading.Event()
+    utterance = engine.steps.utterance
+
+    def stuck(clips: list[np.ndarray]) -> list[tuple[str, float]]:
+        release.wait(30)
+        return utterance(clips)
+
+    engine.steps.utterance = stuck
+    try:
+        with pytest.raises(parakeet.ModelLoadError) as err:
+            engine.warmup()
+        message = str(err.value)
+        assert "warm-up on cpu did not finish within 0.5 s" in message and "\n" not in message
+    finally:
+        release.set()
+        engine.close()
+
+
+def test_load_engine_reports_a_warm_up_timeout_and_keeps_no_engine(tiny_nemo: Path) -> None:
+    # no forward pass finishes in a microsecond: the warm-up times out, the engine is closed at once
+    with pytest.raises(parakeet.ModelLoadError, match=r"warm-up on cpu did not finish within 1e-06 s"):
+        parakeet.load_engine(str(tiny_nemo), device="cpu", name="impatient", warmup_timeout=1e-6)
+    engine = parakeet.load_engine(str(tiny_nemo), device="cpu", name="impatient")
+    try:
+        assert engine.health().healthy
+    finally:
+        engine.close()

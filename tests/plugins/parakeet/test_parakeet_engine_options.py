@@ -1,14 +1,13 @@
-"""Engine options: the CUDA-graph decoder switch, the registry keyed by every option, options that do not fit
-the model, and the app settings (VOICE_AGENT_STT_*) reaching the engine through `agent.models.load_stt`."""
+"""Engine options: the registry keyed by every option, options that do not fit the model, and the app settings
+(VOICE_AGENT_STT_*) reaching the engine through `agent.models.load_stt` (synthetic-* models included)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-import torch
 from livekit.plugins import parakeet
-from livekit.plugins.parakeet import models
+from livekit.plugins.parakeet import testing
 from pydantic import ValidationError
 
 from agent.errors import StartupError
@@ -16,48 +15,45 @@ from agent.models import load_stt
 from agent.settings import Settings
 
 
-def test_cuda_graph_decoder_option_lands_in_the_decoding_config(tiny_nemo: Path) -> None:
-    asr = models.load_asr_model(str(tiny_nemo), torch.device("cpu"), cuda_graphs=True)
-    # forced off on CPU, without error
-    assert asr.cfg.decoding.greedy.use_cuda_graph_decoder is False
-    assert asr.decoding.decoding.decoding_computer.allow_cuda_graphs is False
+def test_registry_key_includes_the_engine_options(
+    tiny_engine: parakeet.ParakeetEngine, tiny_nemo: Path
+) -> None:
+    def load(**options: object) -> parakeet.ParakeetEngine:
+        return parakeet.load_engine(str(tiny_nemo), device="cpu", name="synthetic-tiny", **options)  # type: ignore[arg-type]
 
-    for wanted in (True, False):
-        cfg = models.decoding_config(asr, cuda_graphs=wanted)
-        assert cfg.greedy.use_cuda_graph_decoder is wanted
-        assert cfg.strategy == "greedy_batch" and cfg.greedy.loop_labels is True
-    assert asr.cfg.decoding.greedy.use_cuda_graph_decoder is False  # a copy: the model's config is untouched
-
-
-def test_registry_key_includes_the_engine_options(tiny_engine: parakeet.ParakeetEngine) -> None:
-    same = parakeet.load_engine(
-        "synthetic-tiny", device="cpu", streaming=parakeet.StreamingConfig(), max_batch_size=16, max_wait=0.02
-    )
+    same = load(streaming=parakeet.StreamingConfig(), max_batch_size=16, max_wait=0.02, watchdog_timeout=30.0)
     assert same is tiny_engine
-    assert parakeet.load_engine("synthetic-tiny", device="cpu", cuda_graphs=True) is tiny_engine  # off on CPU
+    assert load(cuda_graphs=True) is tiny_engine  # off on CPU
+    assert load(warmup_timeout=60.0) is tiny_engine  # only for loading
 
     windows = parakeet.StreamingConfig(left=2.4, chunk=0.32, right=0.16)
-    small = parakeet.load_engine("synthetic-tiny", device="cpu", streaming=windows)
-    narrow = parakeet.load_engine("synthetic-tiny", device="cpu", max_batch_size=2, max_wait=0.0)
+    small = load(streaming=windows)
+    narrow = load(max_batch_size=2, max_wait=0.0)
+    watchful = load(watchdog_timeout=5.0)
     try:
-        assert len({id(tiny_engine), id(small), id(narrow)}) == 3
+        assert len({id(tiny_engine), id(small), id(narrow), id(watchful)}) == 4
         assert (
             small.streaming_config == windows and tiny_engine.streaming_config == parakeet.StreamingConfig()
         )
         assert (narrow.max_batch_size, narrow.max_wait) == (2, 0.0)
-        assert parakeet.load_engine("synthetic-tiny", device="cpu", streaming=windows) is small
+        assert load(streaming=windows) is small
+        assert parakeet.load_engine(str(tiny_nemo), device="cpu").model_name == str(tiny_nemo)  # by default
     finally:
         small.close()
         narrow.close()
+        watchful.close()
+        parakeet.load_engine(str(tiny_nemo), device="cpu").close()
 
 
-def test_options_that_do_not_fit_the_model(synthetic_cache: Path) -> None:
+def test_options_that_do_not_fit_the_model(tiny_nemo: Path) -> None:
+    cache_aware = str(testing.ensure_synthetic_model("synthetic-tiny-cache-aware"))
     with pytest.raises(parakeet.ModelLoadError, match="cache-aware streaming models only"):
-        parakeet.load_engine("synthetic-tiny", device="cpu", att_context_size=(70, 1))
+        parakeet.load_engine(str(tiny_nemo), device="cpu", att_context_size=(70, 1))
     with pytest.raises(parakeet.ModelLoadError, match=r"\[70, 3\] is not one of the model's"):
-        parakeet.load_engine("synthetic-tiny-cache-aware", device="cpu", att_context_size=(70, 3))
-    with pytest.raises(parakeet.ModelLoadError, match="max_batch_size"):
-        parakeet.load_engine("synthetic-tiny", device="cpu", max_batch_size=0)
+        parakeet.load_engine(cache_aware, device="cpu", att_context_size=(70, 3))
+    for bad in ({"max_batch_size": 0}, {"watchdog_timeout": 0}, {"warmup_timeout": -1}):
+        with pytest.raises(parakeet.ModelLoadError, match=next(iter(bad))):
+            parakeet.load_engine(str(tiny_nemo), device="cpu", **bad)  # type: ignore[arg-type]
 
 
 def settings(**overrides: object) -> Settings:
@@ -78,6 +74,10 @@ def test_stt_settings_reach_the_engine(synthetic_cache: Path) -> None:
     )
     cache_aware = load_stt(settings(stt_model="synthetic-tiny-cache-aware", stt_att_context_size=(70, 0)))
     try:
+        assert (buffered.model_name, cache_aware.model_name) == (
+            "synthetic-tiny",
+            "synthetic-tiny-cache-aware",
+        )
         assert buffered.streaming_config == parakeet.StreamingConfig(left=2.4, chunk=0.32, right=0.16)
         assert (buffered.max_batch_size, buffered.max_wait) == (3, 0.005)
         assert cache_aware.family == "cache-aware" and "att_context_size [70, 0]" in cache_aware.describe()
@@ -87,6 +87,10 @@ def test_stt_settings_reach_the_engine(synthetic_cache: Path) -> None:
 
     with pytest.raises(StartupError, match="cache-aware streaming models only.*VOICE_AGENT_STT_"):
         load_stt(settings(stt_att_context_size=(70, 1)))
+    with pytest.raises(
+        StartupError, match="unknown synthetic STT model 'synthetic-nope'.*VOICE_AGENT_STT_MODEL"
+    ):
+        load_stt(settings(stt_model="synthetic-nope"))
 
 
 def test_stt_settings_from_the_environment_and_their_validation(monkeypatch: pytest.MonkeyPatch) -> None:

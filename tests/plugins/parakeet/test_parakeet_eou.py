@@ -9,25 +9,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from livekit.agents import stt
 from livekit.plugins import parakeet
-from livekit.plugins.parakeet import models, synthetic
-from livekit.plugins.parakeet import synthetic_audio as sa
-from livekit.plugins.parakeet.streaming import StepOutput, StreamingConfig, StreamState
-from parakeet_helpers import open_stream, push, split_frames, to_frame, words
+from livekit.plugins.parakeet import testing as sa
+from livekit.plugins.parakeet.models import END_OF_UTTERANCE_TOKENS
+from livekit.plugins.parakeet.steps import StreamState
+from livekit.plugins.parakeet.steps.decoding import end_of_utterance_ids
+from livekit.plugins.parakeet.streaming import StepOutput, StreamingConfig
+from parakeet_helpers import open_stream, private_engine, push, split_frames, to_frame, words
 
 EOU = "<EOU>"
 
 
 @pytest.fixture(scope="module")
 def eou_engine(synthetic_cache: Path) -> Iterator[parakeet.ParakeetEngine]:
-    engine = parakeet.ParakeetEngine(
-        models.load_asr_model("synthetic-tiny-eou", torch.device("cpu")),
-        model_name="synthetic-tiny-eou",
-        device=torch.device("cpu"),
-        att_context_size=(70, 1),
-    )
+    engine = private_engine("synthetic-tiny-eou", att_context_size=(70, 1))
     yield engine
     engine.close()
 
@@ -39,17 +35,17 @@ def utterance(seconds: float, seed: int) -> np.ndarray:
 async def test_the_models_end_of_utterance_token_ends_the_utterance_without_a_flush(
     eou_engine: parakeet.ParakeetEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    end_ids = models.end_of_utterance_ids(eou_engine.tokenizer)
-    assert end_ids == {eou_engine.tokenizer.token_to_id(t) for t in models.END_OF_UTTERANCE_TOKENS}
+    end_ids = end_of_utterance_ids(eou_engine.tokenizer)
+    assert end_ids == {eou_engine.tokenizer.token_to_id(t) for t in END_OF_UTTERANCE_TOKENS}
     decoded: list[int] = []
-    decode = eou_engine._decode
+    step = eou_engine.steps.stream
 
-    def spy(chunks: list[torch.Tensor], states: list[object], frames: list[int]) -> list[StepOutput]:
-        outputs = decode(chunks, states, frames)
+    def spy(inputs: list[object]) -> list[StepOutput]:
+        outputs = step(inputs)
         decoded.extend(t for o in outputs for t in o.tokens)
         return outputs
 
-    monkeypatch.setattr(eou_engine, "_decode", spy)
+    monkeypatch.setattr(eou_engine.steps, "stream", spy)
     first, second = utterance(1.5, seed=70), utterance(1.1, seed=71)
     offline = [(await eou_engine.transcribe(clip)).text for clip in (first, second)]
     stream, listener = open_stream(eou_engine)
@@ -64,7 +60,7 @@ async def test_the_models_end_of_utterance_token_ends_the_utterance_without_a_fl
     assert end_ids & set(decoded), "the model emitted the token: the engine saw it"
     eou_finals, flush_final = listener.finals[:2], listener.finals[2]
     assert [u.text for u in eou_finals] == offline
-    assert all(words(text) and set(words(text)) == {synthetic.SYNTHETIC_WORD} for text in offline)
+    assert all(words(text) and set(words(text)) == {sa.SYNTHETIC_WORD} for text in offline)
     assert all(u.end_of_utterance for u in eou_finals)
     assert not any(EOU in u.text for u in listener.updates)
     # the second utterance starts where the first one's final ended; the stream itself was never reset

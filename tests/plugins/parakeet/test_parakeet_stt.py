@@ -1,4 +1,5 @@
-"""The livekit STT: recognize() on real AudioFrames, resampling, the StreamAdapter + VAD path, and errors."""
+"""The livekit STT (stt.py): recognize() on real AudioFrames, resampling, the StreamAdapter + VAD path, streams,
+errors, and the framework restarting a stream after an engine failure."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ import torch
 from livekit import rtc
 from livekit.agents import APIConnectionError, APIConnectOptions, APIError, Plugin, stt
 from livekit.plugins import parakeet, silero
-from livekit.plugins.parakeet import models, synthetic
-from livekit.plugins.parakeet import synthetic_audio as sa
-from parakeet_helpers import espeak, resample, split_frames, to_frame, words
+from livekit.plugins.parakeet import testing as sa
+from livekit.plugins.parakeet.streaming import StepOutput
+from parakeet_helpers import espeak, private_engine, resample, split_frames, to_frame, words
 
 NO_RETRY = APIConnectOptions(max_retry=0)
 SPEECH = sa.pad(sa.speech_like(1.5), before=0.3, after=0.3)
@@ -21,7 +22,7 @@ SPEECH = sa.pad(sa.speech_like(1.5), before=0.3, after=0.3)
 
 @pytest.fixture
 def tiny_stt(tiny_engine: parakeet.ParakeetEngine) -> parakeet.STT:
-    return parakeet.STT(model="synthetic-tiny", device="cpu")
+    return parakeet.STT(engine=tiny_engine)
 
 
 def test_plugin_is_registered_and_described(tiny_stt: parakeet.STT) -> None:
@@ -36,7 +37,7 @@ async def test_recognize_speech(tiny_stt: parakeet.STT) -> None:
     event = await tiny_stt.recognize(to_frame(SPEECH))
     assert event.type == stt.SpeechEventType.FINAL_TRANSCRIPT
     alt = event.alternatives[0]
-    assert set(words(alt.text)) == {synthetic.SYNTHETIC_WORD}
+    assert set(words(alt.text)) == {sa.SYNTHETIC_WORD}
     assert alt.language == "en"
     assert 0.0 < alt.confidence <= 1.0
     assert alt.end_time == pytest.approx(2.1, abs=0.01)
@@ -46,7 +47,7 @@ async def test_recognize_speech(tiny_stt: parakeet.STT) -> None:
 async def test_espeak_speech(tiny_stt: parakeet.STT, tmp_path: Path) -> None:
     speech, rate = espeak("Please transfer me to a human.", tmp_path)  # 22.05 kHz: resampled by the plugin
     alt = (await tiny_stt.recognize(to_frame(speech, rate))).alternatives[0]
-    assert set(words(alt.text)) == {synthetic.SYNTHETIC_WORD}
+    assert set(words(alt.text)) == {sa.SYNTHETIC_WORD}
     assert alt.end_time == pytest.approx(len(speech) / rate, abs=0.01)
 
 
@@ -54,7 +55,7 @@ async def test_espeak_speech(tiny_stt: parakeet.STT, tmp_path: Path) -> None:
 async def test_other_sample_rates_are_resampled(tiny_stt: parakeet.STT, rate: int) -> None:
     alt = (await tiny_stt.recognize(to_frame(resample(SPEECH, rate), rate))).alternatives[0]
     assert alt.end_time == pytest.approx(2.1, abs=0.02)
-    assert set(words(alt.text)) == {synthetic.SYNTHETIC_WORD}
+    assert set(words(alt.text)) == {sa.SYNTHETIC_WORD}
 
 
 async def test_stereo_48k_is_downmixed(tiny_stt: parakeet.STT) -> None:
@@ -95,7 +96,7 @@ async def test_stream_adapter_with_silero_vad(tiny_stt: parakeet.STT) -> None:
         * 2
     )
     finals = [ev.alternatives[0].text for ev in events if ev.type == stt.SpeechEventType.FINAL_TRANSCRIPT]
-    assert all(set(words(text)) == {synthetic.SYNTHETIC_WORD} for text in finals)
+    assert all(set(words(text)) == {sa.SYNTHETIC_WORD} for text in finals)
 
 
 async def test_engine_failure_is_an_api_error(
@@ -104,7 +105,7 @@ async def test_engine_failure_is_an_api_error(
     def boom(clips: list[np.ndarray]) -> list[tuple[str, float]]:
         raise RuntimeError("kernel exploded")
 
-    monkeypatch.setattr(tiny_engine, "_infer", boom)
+    monkeypatch.setattr(tiny_engine.steps, "utterance", boom)
     with pytest.raises(APIError, match="kernel exploded") as err:
         await parakeet.STT(engine=tiny_engine).recognize(to_frame(SPEECH), conn_options=NO_RETRY)
     assert not err.value.retryable
@@ -114,10 +115,10 @@ async def test_out_of_memory_is_retryable(
     tiny_engine: parakeet.ParakeetEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def oom(clips: list[np.ndarray]) -> list[tuple[str, float]]:
-        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        raise torch.OutOfMemoryError("CUDA out of memory")
 
-    monkeypatch.setattr(tiny_engine, "_infer", oom)
-    with pytest.raises(APIError) as err:
+    monkeypatch.setattr(tiny_engine.steps, "utterance", oom)
+    with pytest.raises(APIError, match="out of device memory") as err:
         await parakeet.STT(engine=tiny_engine).recognize(to_frame(SPEECH), conn_options=NO_RETRY)
     assert err.value.retryable
 
@@ -125,11 +126,7 @@ async def test_out_of_memory_is_retryable(
 @pytest.fixture
 def closed_engine(tiny_nemo: Path) -> parakeet.ParakeetEngine:
     """A private engine (not the shared registry one), already closed."""
-    engine = parakeet.ParakeetEngine(
-        models.load_asr_model(str(tiny_nemo), torch.device("cpu")),
-        model_name="private",
-        device=torch.device("cpu"),
-    )
+    engine = private_engine()
     engine.close()
     return engine
 
@@ -218,7 +215,7 @@ async def test_stream_resamples_and_downmixes(tiny_stt: parakeet.STT) -> None:
     final = next(ev for ev in events if ev.type == Kind.FINAL_TRANSCRIPT).alternatives[0]
     # resampling shifts samples a little: the word count is what the synthetic model's transcript carries
     assert len(words(final.text)) == pytest.approx(len(words(reference)), abs=1)
-    assert set(words(final.text)) == {synthetic.SYNTHETIC_WORD}
+    assert set(words(final.text)) == {sa.SYNTHETIC_WORD}
     assert final.end_time == pytest.approx(2.1, abs=0.02)
 
 
@@ -228,7 +225,7 @@ async def test_stream_step_failure_is_a_retryable_api_error(
     def boom(inputs: list[object]) -> list[object]:
         raise RuntimeError("kernel exploded")
 
-    monkeypatch.setattr(tiny_engine, "_run_step", boom)
+    monkeypatch.setattr(tiny_engine.steps, "stream", boom)
     stream = parakeet.STT(engine=tiny_engine).stream(conn_options=NO_RETRY)
     with pytest.raises(APIError, match="kernel exploded") as err:
         await stream_events(stream, [to_frame(SPEECH)])
@@ -258,3 +255,43 @@ async def test_stream_on_a_closed_engine_is_a_non_retryable_connection_error(
     with pytest.raises(APIConnectionError, match="closed") as err:
         await stream_events(stream, [to_frame(SPEECH)])
     assert not err.value.retryable
+
+
+async def test_the_framework_restarts_a_stream_the_engine_failed(
+    tiny_engine: parakeet.ParakeetEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scheduler fault fails the stream with a retryable error; livekit-agents' RecognizeStream then runs the
+    plugin's stream again (a new engine stream), and the next speech is transcribed."""
+    faults = 0
+    step = tiny_engine.steps.stream
+
+    def fails_once(inputs: list[object]) -> list[StepOutput]:
+        nonlocal faults
+        if faults == 0:
+            faults += 1
+            return []  # no output for any input: the scheduler's commit cannot go on
+        return step(inputs)
+
+    monkeypatch.setattr(tiny_engine.steps, "stream", fails_once)
+    speech_stt = parakeet.STT(engine=tiny_engine)
+    errors: list[stt.STTError] = []
+    speech_stt.on("error", errors.append)
+    second = sa.pad(sa.speech_like(1.8, seed=7), before=0.3, after=0.3)
+    offline = (await speech_stt.recognize(to_frame(second))).alternatives[0].text
+
+    stream = speech_stt.stream(conn_options=APIConnectOptions(max_retry=2, retry_interval=0.1))
+    for frame in split_frames(to_frame(SPEECH)):
+        stream.push_frame(frame)
+    stream.flush()
+    async with asyncio.timeout(30):
+        while not errors:
+            await asyncio.sleep(0.02)
+    assert errors[0].recoverable and isinstance(errors[0].error, parakeet.EngineError)
+    events = await stream_events(stream, [to_frame(second)])
+    await stream.aclose()
+
+    finals = [ev.alternatives[0].text for ev in events if ev.type == Kind.FINAL_TRANSCRIPT]
+    assert finals[0] == offline and words(offline)  # the first segment was lost with the failed stream
+    assert Kind.START_OF_SPEECH in [ev.type for ev in events]
+    assert len(errors) == 1 and faults == 1
+    assert tiny_engine.active_streams == 0

@@ -10,15 +10,10 @@ from livekit.agents import APIConnectOptions, APIError, tokenize, tts, utils
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS
 
 from .chunking import ReplyChunker, default_sentence_tokenizer
-from .engine import (
-    DEFAULT_CHUNK_TOKENS,
-    SAMPLE_RATE,
-    ChatterboxEngine,
-    SynthesisError,
-    SynthesisHandle,
-    load_engine,
-)
-from .models import DEFAULT_MODEL, ModelLoadError
+from .engine import ChatterboxEngine, load_engine
+from .handle import SynthesisHandle
+from .loading import ModelLoadError
+from .models import DEFAULT_CHUNK_TOKENS, DEFAULT_MODEL, SAMPLE_RATE, TTSModels
 from .normalize import normalize_for_speech
 
 
@@ -42,7 +37,7 @@ class TTS(tts.TTS):
     def __init__(
         self,
         *,
-        model: str = DEFAULT_MODEL,
+        model: TTSModels | str = DEFAULT_MODEL,
         device: str = "auto",
         dtype: str = "float32",
         watermark: bool = True,
@@ -63,7 +58,8 @@ class TTS(tts.TTS):
         an engine you loaded yourself; model, device and dtype are then ignored.
 
         Args:
-            model: Hugging Face repo id, local checkpoint directory, or a synthetic-* random-weight model.
+            model: Hugging Face repo id or local checkpoint directory. (A synthetic-* random-weight model is
+                loaded by livekit.plugins.chatterbox.testing: pass its engine.)
             voice: reference audio file to clone; None for the model's built-in voice.
             exaggeration: emotion intensity (original model only); 0.5 is neutral.
             cfg_weight: classifier-free guidance weight (original model only); lower it for fast speakers.
@@ -213,12 +209,11 @@ class SynthesizeStream(tts.SynthesizeStream):
             asyncio.create_task(_play(), name="chatterbox.play"),
         ]
         try:
+            # a failed request raises SynthesisError, an APIError: retryable unless the engine is gone
             await asyncio.gather(*tasks)
             if not submitted:
                 # nothing speakable (markup or emoji only): livekit fails a reply without audio, so 20 ms of silence
                 output_emitter.push(bytes(SAMPLE_RATE // 50 * 2))
-        except SynthesisError as e:
-            raise APIError(str(e), retryable=True) from e
         finally:
             # interrupted or failed: stop the GPU work of this reply and drop what is still queued
             for handle in submitted:

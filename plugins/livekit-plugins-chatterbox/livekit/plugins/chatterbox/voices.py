@@ -12,7 +12,7 @@ import torch
 if TYPE_CHECKING:
     from chatterbox.tts import Conditionals
 
-    from .models import LoadedModel
+    from .loading import LoadedModel
 
 _TURBO_MIN_REFERENCE_S = 5.0
 

@@ -1,26 +1,36 @@
 """Local NVIDIA Parakeet (NeMo) speech-to-text for LiveKit Agents.
 
 The model runs in-process in a shared `ParakeetEngine` (one per model, device and dtype); `STT` objects are
-cheap per-session handles on it. See README.md for real weights and the synthetic random-weight models.
+cheap per-session handles on it. See README.md for real weights, and `testing` for random-weight models.
 """
 
 from livekit.agents import Plugin
 
-from .engine import EngineClosedError, EngineStats, EngineStream, ParakeetEngine, Transcript, load_engine
+from .engine import ParakeetEngine, load_engine
+from .errors import EngineClosedError, EngineError
+from .loading import ModelLoadError
 from .log import logger
-from .models import ModelLoadError
+from .models import DEFAULT_MODEL, STTModels
+from .results import EngineHealth, EngineStats, Transcript
+from .steps import Steps
+from .stream import EngineStream
 from .streaming import StreamingConfig, StreamStats, StreamUpdate
 from .stt import STT, SpeechStream
 from .version import __version__
 
 __all__ = [
+    "DEFAULT_MODEL",
     "STT",
     "EngineClosedError",
+    "EngineError",
+    "EngineHealth",
     "EngineStats",
     "EngineStream",
     "ModelLoadError",
     "ParakeetEngine",
+    "STTModels",
     "SpeechStream",
+    "Steps",
     "StreamStats",
     "StreamUpdate",
     "StreamingConfig",

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 from livekit import rtc
 from livekit.agents import (
     DEFAULT_API_CONNECT_OPTIONS,
@@ -22,9 +21,11 @@ from livekit.agents import (
 )
 from livekit.agents.utils import AudioBuffer, is_given, shortuuid
 
-from .engine import EngineClosedError, ParakeetEngine, load_engine
+from .engine import ParakeetEngine, load_engine
+from .errors import EngineClosedError
+from .loading import ModelLoadError
 from .log import logger
-from .models import DEFAULT_MODEL, ModelLoadError
+from .models import DEFAULT_DEVICE, DEFAULT_DTYPE, DEFAULT_MODEL, STTDtypes, STTModels
 from .streaming import StreamingConfig, StreamUpdate
 
 SAMPLE_RATE = 16000  # every Parakeet checkpoint; streams resample their input to it
@@ -43,9 +44,9 @@ class STT(stt.STT):
     def __init__(
         self,
         *,
-        model: str = DEFAULT_MODEL,
-        device: str = "auto",
-        dtype: str = "float32",
+        model: STTModels | str = DEFAULT_MODEL,
+        device: str = DEFAULT_DEVICE,
+        dtype: STTDtypes = DEFAULT_DTYPE,
         language: str = "en",
         streaming: StreamingConfig | None = None,
         engine: ParakeetEngine | None = None,
@@ -58,8 +59,8 @@ class STT(stt.STT):
         the chunks of all live streams into shared steps. `recognize()` transcribes a whole buffer at once.
 
         Args:
-            model: a Hugging Face name, a path to a ``.nemo`` file, or ``synthetic-tiny`` / ``synthetic-full``
-                (random weights, for tests and benchmarks).
+            model: a Hugging Face name (`STTModels`) or a path to a ``.nemo`` file (for random-weight models,
+                see `livekit.plugins.parakeet.testing`).
             device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
             dtype: ``float32``, ``bfloat16`` or ``float16`` (reduced precision applies on CUDA only).
             language: language reported on transcripts (Parakeet v2 is English-only; v3 detects the language).
@@ -138,10 +139,11 @@ class STT(stt.STT):
                 raise APITimeoutError(f"local STT took longer than {conn_options.timeout}s") from e
             except EngineClosedError as e:
                 raise APIConnectionError(str(e), retryable=False) from e
+            except APIError:
+                raise  # the engine's own (EngineError: retryable)
             except Exception as e:
-                # out-of-memory can pass once other sessions finish; anything else would fail again
-                retryable = isinstance(e, torch.cuda.OutOfMemoryError)
-                raise APIError(f"local STT inference failed: {e}", retryable=retryable) from e
+                # the utterance itself made the model fail: it would fail again
+                raise APIError(f"local STT inference failed: {e}", retryable=False) from e
             text, confidence = result.text, result.confidence
 
         return stt.SpeechEvent(
@@ -264,6 +266,8 @@ class SpeechStream(stt.RecognizeStream):
 def _api_error(e: BaseException) -> APIError:
     if isinstance(e, EngineClosedError):
         return APIConnectionError(str(e), retryable=False)
+    if isinstance(e, APIError):
+        return e  # the engine's own (EngineError: retryable)
     # the engine keeps serving other streams: a new stream (the framework's retry) can succeed
     return APIError(f"local STT streaming failed: {e}", retryable=True)
 

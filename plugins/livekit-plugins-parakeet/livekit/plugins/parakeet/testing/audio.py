@@ -1,5 +1,5 @@
-"""Deterministic speech-like test audio, mono float32 in [-1, 1]: what the engine warms up on, and handy in
-tests that need audio a VAD accepts as speech without a TTS engine."""
+"""Deterministic speech-like test audio, mono float32 in [-1, 1]: what the synthetic models are calibrated on,
+and handy in tests and benchmarks that need audio a VAD accepts as speech without a TTS engine."""
 
 from __future__ import annotations
 

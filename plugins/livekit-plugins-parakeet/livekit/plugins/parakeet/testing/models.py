@@ -32,8 +32,9 @@ e.g. ``"hello hello hello"`` for 1 s of speech and ``""`` for 1 s of zeros.
   it into the word's logit against a threshold calibrated on speech-like audio; the prediction network's
   projection is zero and every step picks duration 4.
 
-Models are built on CPU with fixed seeds, saved as ``.nemo`` files in a cache directory and loaded back
-through the same `ASRModel.restore_from` path as real checkpoints.
+Models are built on CPU with fixed seeds and saved as ``.nemo`` files in a cache directory
+(`ensure_synthetic_model`); tests, benchmarks and the app then load that file through `loading` like any local
+checkpoint.
 """
 
 from __future__ import annotations
@@ -49,7 +50,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from .log import logger
+from ..errors import one_line
+from ..loading import ModelLoadError
+from ..log import logger
+from ..models import END_OF_UTTERANCE_TOKENS
+from .audio import speech_like
 
 if TYPE_CHECKING:
     from nemo.collections.asr.models import EncDecRNNTBPEModel
@@ -112,10 +117,6 @@ _SPECS = {
 SYNTHETIC_MODELS = tuple(_SPECS)
 
 
-def is_synthetic(model: str) -> bool:
-    return model in _SPECS
-
-
 def default_cache_dir() -> Path:
     if env := os.environ.get(CACHE_DIR_ENV):
         return Path(env)
@@ -123,16 +124,31 @@ def default_cache_dir() -> Path:
 
 
 def ensure_synthetic_model(name: str, cache_dir: Path | None = None) -> Path:
-    """Path of the cached ``.nemo`` file of synthetic model `name`, built first if missing (blocking)."""
-    spec = _SPECS[name]
+    """Path of the cached ``.nemo`` file of synthetic model `name`, built first if missing (blocking).
+    Raises ModelLoadError (one line) for an unknown name or a failed build."""
+    spec = _SPECS.get(name)
+    if spec is None:
+        raise ModelLoadError(
+            f"unknown synthetic STT model {name!r}: use one of {', '.join(SYNTHETIC_MODELS)}"
+        )
     cache_dir = cache_dir or default_cache_dir()
     path = cache_dir / f"{name}-r{_RECIPE_VERSION}-{_spec_digest(spec)}.nemo"
-    if path.is_file():
-        return path
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    if not path.is_file():
+        try:
+            _build_into(name, path)
+        except Exception as e:
+            raise ModelLoadError(f"could not build synthetic STT model {name!r}: {one_line(e)}") from e
+    logger.warning(
+        "STT model %r has RANDOM WEIGHTS: transcripts are meaningless (for tests and benchmarks only)", name
+    )
+    return path
+
+
+def _build_into(name: str, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     logger.info("building synthetic model %s into %s", name, path)
     # write then rename: concurrent builders never see a partial file
-    fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".nemo.part")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".nemo.part")
     os.close(fd)
     try:
         with tempfile.TemporaryDirectory(prefix="parakeet-synthetic-") as workdir:
@@ -141,15 +157,12 @@ def ensure_synthetic_model(name: str, cache_dir: Path | None = None) -> Path:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    return path
 
 
 def build_synthetic_model(name: str, workdir: Path) -> EncDecRNNTBPEModel:
     """Build synthetic model `name` in memory, on CPU. Its tokenizer files live in `workdir`, which must
     outlive the model until it is saved."""
     from nemo.collections.asr.models import EncDecRNNTBPEModel
-
-    from .models import END_OF_UTTERANCE_TOKENS  # models imports this module
 
     spec = _SPECS[name]
     symbols = END_OF_UTTERANCE_TOKENS if spec.cache_aware else ()
@@ -313,8 +326,6 @@ def _encode(model: EncDecRNNTBPEModel, audio: np.ndarray) -> torch.Tensor:
 def _wire_joint(model: EncDecRNNTBPEModel, *, eou_token: str | None) -> None:
     """The joint's last layer outputs [token logits (V), blank, duration logits (5)]. `eou_token`'s logit is
     the word's, negated, less a margin: it wins over blank only in (near-)digital silence."""
-    from .synthetic_audio import speech_like
-
     ids = model.tokenizer.text_to_ids(SYNTHETIC_WORD)
     if len(ids) != 1:
         raise RuntimeError(f"synthetic tokenizer split {SYNTHETIC_WORD!r} into {len(ids)} pieces")

@@ -6,11 +6,14 @@ split so the caller can stop between tokens (cancellation), vocode chunks while 
 steps of concurrent utterances (DecodeBatch). Differences from upstream: cfg_weight=0 runs one row instead of
 crashing, attention runs through SDPA (upstream asks for attention maps, which forces the eager kernels),
 logits are processed in float32 whatever T3's dtype, and sampling can draw from a per-utterance generator.
+A batch's forward pass is all or nothing: when it raises (CUDA out of memory), the batch is as it was before,
+and `split` cuts it in halves that can be run one after the other.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -24,11 +27,9 @@ if TYPE_CHECKING:
     from chatterbox.models.t3 import T3
     from chatterbox.models.t3.modules.cond_enc import T3Cond
 
-    from .models import Variant
+    from ..models import Variant
 
 MAX_NEW_TOKENS = 1000  # upstream's cap: 40 s of speech
-LogitsRule = Callable[[Tensor, int], Tensor]
-"""(logits, number of tokens generated so far) -> logits; applied last, before sampling."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,6 @@ class Utterance:
         params: SamplingParams,
         *,
         max_new_tokens: int = MAX_NEW_TOKENS,
-        logits_rule: LogitsRule | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
         hp = t3.hp
@@ -85,7 +85,6 @@ class Utterance:
         # row 1 is CFG's unconditional row (text embeddings zeroed by prepare_input_embeds)
         self.rows = 2 if self._cfg_weight > 0.0 else 1
         self._max_new_tokens = max_new_tokens
-        self._logits_rule = logits_rule
         self._generator = generator
         self._processors = _processors(params, self._original)
 
@@ -115,8 +114,6 @@ class Utterance:
         if self.rows == 2:
             logits = logits[0:1] + self._cfg_weight * (logits[0:1] - logits[1:2])
         logits = self._processors(self._history, logits)  # type: ignore[arg-type]  # HF annotates Long/FloatTensor
-        if self._logits_rule is not None:
-            logits = self._logits_rule(logits, self.generated)
         probs = torch.softmax(logits, dim=-1)
         token = torch.multinomial(probs, num_samples=1, generator=self._generator)  # (1, 1)
         token_id = int(token.item())
@@ -153,6 +150,10 @@ class DecodeBatch:
     def __contains__(self, utterance: Utterance) -> bool:
         return any(member is utterance for member in self._members)
 
+    @property
+    def members(self) -> tuple[Utterance, ...]:
+        return tuple(self._members)
+
     def add(self, utterance: Utterance) -> None:
         cache = utterance.cache
         assert cache is not None, "an utterance joins one batch, once"
@@ -169,13 +170,27 @@ class DecodeBatch:
         self._members.append(utterance)
 
     def remove(self, utterance: Utterance) -> None:
+        self._keep([member for member in self._members if member is not utterance])
+
+    def split(self) -> tuple[DecodeBatch, DecodeBatch]:
+        """Two batches, of the first and the second half of the members; this batch is left empty."""
+        half = len(self._members) // 2
+        first, second = DecodeBatch(self._t3), DecodeBatch(self._t3)
+        for part, members in ((first, self._members[:half]), (second, self._members[half:])):
+            part._members, part._cache, part._mask = self._members, self._cache, self._mask
+            part._keep(members)
+        self._members, self._cache, self._mask = [], None, self._mask[:0, :0]
+        return first, second
+
+    def _keep(self, members: Sequence[Utterance]) -> None:
+        """Keep only these members' rows (and drop the columns that are padding in all of them)."""
         keep: list[int] = []
         row = 0
         for member in self._members:
-            if member is not utterance:
+            if any(member is kept for kept in members):
                 keep.extend(range(row, row + member.rows))
             row += member.rows
-        self._members = [member for member in self._members if member is not utterance]
+        self._members = list(members)
         if not self._members or self._cache is None:
             self._cache, self._mask = None, self._mask[:0, :0]
             return
@@ -183,27 +198,40 @@ class DecodeBatch:
         mask = self._mask[rows]
         first = int(mask.any(dim=0).int().argmax())  # columns before it are padding in every row left
         self._mask = mask[:, first:]
-        for layer in self._cache.layers:
+        cache = copy.copy(self._cache)  # a split batch's halves must not share layer objects
+        cache.layers = [copy.copy(layer) for layer in self._cache.layers]
+        for layer in cache.layers:
             layer.keys = layer.keys[rows, :, first:]
             layer.values = layer.values[rows, :, first:]
+        self._cache = cache
 
     def forward(self) -> None:
-        """Feed every member its last sampled token (each must have sampled one since the last forward)."""
+        """Feed every member its last sampled token (each must have sampled one since the last forward).
+
+        If it raises, the cache is cut back to where it was: the step can be run again, or in halves."""
         members = self._members
         embeds = torch.cat([member.next_input() for member in members])
         positions = torch.cat(
             [torch.full((member.rows, 1), member.length, dtype=torch.long) for member in members]
         ).to(self._mask.device)
-        self._mask = torch.cat([self._mask, self._mask.new_ones(len(embeds), 1)], dim=1)
-        out = self._t3.tfmr(
-            inputs_embeds=embeds,
-            attention_mask=self._mask,
-            position_ids=positions,
-            past_key_values=self._cache,
-            use_cache=True,
-        )
-        self._cache = out.past_key_values
-        logits = _speech_logits(self._t3, out.last_hidden_state)
+        width = self._mask.shape[1]
+        mask = torch.cat([self._mask, self._mask.new_ones(len(embeds), 1)], dim=1)
+        try:
+            out = self._t3.tfmr(
+                inputs_embeds=embeds,
+                attention_mask=mask,
+                position_ids=positions,
+                past_key_values=self._cache,
+                use_cache=True,
+            )
+            logits = _speech_logits(self._t3, out.last_hidden_state)
+        except BaseException:
+            # the layers that got their new column before the failure lose it again
+            assert self._cache is not None
+            for layer in self._cache.layers:
+                layer.keys, layer.values = layer.keys[:, :, :width], layer.values[:, :, :width]
+            raise
+        self._cache, self._mask = out.past_key_values, mask
         for member, member_logits in zip(members, logits.split([m.rows for m in members]), strict=True):
             member.logits = member_logits
             member.length += 1

@@ -1,6 +1,7 @@
 """Random-weight Chatterbox models of the real architecture, built offline on the fly.
 
-The audio is noise; the compute, the tensor shapes and the audio length are those of the real model.
+The audio is noise; the compute, the tensor shapes and the audio length are those of the real model: T3 is a
+LengthBudgetT3 (budget.py), whose logits stop each utterance after 1.5 speech tokens per character of its text.
 
 - `synthetic-tiny`: a 2-layer, 64-wide Llama T3, the real full-size S3Gen (264M parameters, random),
   VoiceEncoder and a character tokenizer; 2 flow-matching steps and a 2 s default reference keep one sentence
@@ -19,61 +20,32 @@ from __future__ import annotations
 
 import string
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 import torch
-from torch import Tensor, nn
 
-from .models import LoadedModel, ModelLoadError, Variant
-from .voices import conditionals_from_audio
+from ..loading import LoadedModel, ModelLoadError
+from ..models import Variant
+from ..voices import conditionals_from_audio
 
 if TYPE_CHECKING:
+    from torch import nn
     from transformers import PreTrainedTokenizerBase
 
     from chatterbox.models.t3.modules.t3_config import T3Config
     from chatterbox.models.tokenizers import EnTokenizer
 
-NAMES = ("tiny", "full", "turbo-tiny", "turbo-full")
+SyntheticModels = Literal["synthetic-tiny", "synthetic-full", "synthetic-turbo-tiny", "synthetic-turbo-full"]
+PREFIX = "synthetic-"
+NAMES = tuple(name.removeprefix(PREFIX) for name in get_args(SyntheticModels))
 TOKENS_PER_CHAR = 1.5
-"""60 ms of audio per character (1 speech token = 40 ms), about the pace of real speech."""
+"""60 ms of audio per character (1 speech token = 40 ms), about the pace of real speech. The synthetic
+tokenizers give one text token per character (per byte for Turbo)."""
 _TINY_LLAMA = "synthetic_tiny_llama"
 _TINY_GPT2 = "synthetic_tiny_gpt2"
 _SEED = 0
-
-
-@dataclass(frozen=True)
-class SpeechLengthRule:
-    """Ends each utterance after a fixed number of speech tokens per input character.
-
-    Random T3 weights never learned when to stop: left alone, generation runs to the 1000-token cap (40 s of
-    audio per call). This rule stands in for that knowledge: it masks the stop token until the utterance's
-    budget, round(tokens_per_char * characters) and at least 1, is spent, then forces it. Audio length
-    therefore follows text length like real speech, and a synthetic utterance costs what a real one of that
-    length costs.
-    """
-
-    tokens_per_char: float
-    stop_token: int
-
-    def budget(self, text: str) -> int:
-        return max(1, round(self.tokens_per_char * len(text)))
-
-    def for_text(self, text: str) -> Callable[[Tensor, int], Tensor]:
-        budget = self.budget(text)
-
-        def rule(logits: Tensor, n_generated: int) -> Tensor:
-            if n_generated >= budget:
-                logits = torch.full_like(logits, float("-inf"))
-                logits[..., self.stop_token] = 0.0
-            else:
-                logits[..., self.stop_token] = float("-inf")
-            return logits
-
-        return rule
 
 
 def reference_clip(seconds: float, sample_rate: int = 24000) -> np.ndarray:
@@ -126,19 +98,20 @@ def t3_config(name: str) -> T3Config:
 
 
 def build(name: str, device: torch.device) -> LoadedModel:
-    """`name` is the part after "synthetic-": tiny, full, turbo-tiny or turbo-full."""
+    """`name` is the part after "synthetic-": tiny, full, turbo-tiny or turbo-full. T3 in float32."""
     from chatterbox.models.s3gen import S3Gen
-    from chatterbox.models.t3 import T3
     from chatterbox.models.voice_encoder import VoiceEncoder
+
+    from .budget import LengthBudgetT3
 
     turbo, size = _parse(name)
     hp = t3_config(name)
     with torch.random.fork_rng(devices=[]):  # the same weights every time, global RNG untouched
         torch.manual_seed(_SEED)
-        t3 = T3(hp)
+        t3 = LengthBudgetT3(hp)
         if turbo:
-            del t3.tfmr.wte  # unused: T3 embeds its own inputs (from_local does the same)
-        t3.speech_head = _speech_head(hp, t3.dim)
+            del t3.tfmr.inner.wte  # unused: T3 embeds its own inputs (from_local does the same)
+        _init_speech_head(t3.speech_head, hp)
         s3gen = S3Gen(meanflow=turbo)
         ve = VoiceEncoder()
 
@@ -157,13 +130,12 @@ def build(name: str, device: torch.device) -> LoadedModel:
 
     variant: Variant = "turbo" if turbo else "original"
     model = LoadedModel(
-        name=f"synthetic-{name}",
+        name=f"{PREFIX}{name}",
         variant=variant,
         tts=tts,
         device=device,
         dtype=torch.float32,
         n_cfm_timesteps=2 if name == "tiny" else None,
-        length_rule=SpeechLengthRule(TOKENS_PER_CHAR, hp.stop_speech_token),
     )
     # the built-in voice: a short one keeps tiny models cheap; full ones fill the conditioning windows
     reference_s = 2.0 if size == "tiny" else (15.0 if turbo else 10.0)
@@ -174,26 +146,27 @@ def build(name: str, device: torch.device) -> LoadedModel:
 
 def _parse(name: str) -> tuple[bool, str]:
     if name not in NAMES:
-        raise ModelLoadError(
-            f"unknown synthetic Chatterbox model 'synthetic-{name}': use one of "
-            + ", ".join(f"synthetic-{n}" for n in NAMES)
-        )
+        raise unknown_model(PREFIX + name)
     return name.startswith("turbo-"), name.removeprefix("turbo-")
 
 
-def _speech_head(hp: T3Config, dim: int) -> nn.Linear:
+def unknown_model(model: str) -> ModelLoadError:
+    return ModelLoadError(
+        f"unknown synthetic Chatterbox model {model!r}: use one of {', '.join(get_args(SyntheticModels))}"
+    )
+
+
+def _init_speech_head(head: nn.Linear, hp: T3Config) -> None:
     """Zero weights, random bias over the real speech codes, special tokens out of reach.
 
     Token choice then ignores the random transformer: sampling draws varied, valid codes (with the real min-p
-    and repetition penalty at work), and stop comes only from the SpeechLengthRule.
+    and repetition penalty at work), and stop comes only from LengthBudgetT3's budget.
     """
     n_codes = hp.start_speech_token  # codes 0..6560; start/stop and any unused ids follow
-    head = nn.Linear(dim, hp.speech_tokens_dict_size, bias=True)
     with torch.no_grad():
         head.weight.zero_()
         head.bias.fill_(-1e4)
         head.bias[:n_codes] = torch.randn(n_codes)
-    return head
 
 
 def _char_tokenizer(directory: Path) -> EnTokenizer:

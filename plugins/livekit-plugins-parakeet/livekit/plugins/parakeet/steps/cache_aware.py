@@ -4,16 +4,23 @@ the encoder's attention and convolution history living in per-stream cache tenso
 step). Mel features are computed per step from the audio around the new frames (their STFT windows
 complete), so they equal those of one pass over the whole segment; the chunking follows the encoder's
 `streaming_cfg` (the first chunk has no feature cache, later ones `pre_encode_cache_size` frames of it).
+`CacheAwareState` is a stream's bookkeeping, `CacheAwareStep` the torch work of a step.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 
-from .streaming import StepOutput, StreamState, StreamUpdate
+from ..streaming import StepOutput, StreamUpdate
+from .buffered import StreamState
+
+if TYPE_CHECKING:
+    from .decoding import Decode, ModelContext
 
 
 @dataclass(frozen=True)
@@ -158,3 +165,60 @@ def chunking_of(model: Any) -> Chunking:
         pre_cache=pre_cache,
         drop=int(cfg.drop_extra_pre_encoded),
     )
+
+
+class CacheAwareStep:
+    """One batched step of cache-aware streams: mel features of each stream's new frames, one encoder call per
+    kind of chunk (a segment's first, without feature cache, or a later one) over the streams' batched caches,
+    then one batched decoder call for all."""
+
+    family = "cache-aware"
+
+    def __init__(self, context: ModelContext, decode: Decode, chunking: Chunking) -> None:
+        self.context = context
+        self.decode = decode
+        self.chunking = chunking
+
+    def __call__(self, inputs: list[CacheAwareInput]) -> list[StepOutput]:
+        c = self.context
+        encoder = c.model.encoder
+        audio, lengths = c.pad([i.audio for i in inputs])
+        outputs: list[torch.Tensor | None] = [None] * len(inputs)
+        caches: list[Any] = [None] * len(inputs)
+        with c.autocast():
+            features, _ = c.model.preprocessor(input_signal=audio, length=lengths)
+            groups: dict[bool, list[int]] = {}
+            for b, i in enumerate(inputs):
+                groups.setdefault(i.first, []).append(b)
+            for first, members in groups.items():
+                batch = features.new_zeros(
+                    len(members), features.shape[1], max(inputs[b].frames for b in members)
+                )
+                for j, b in enumerate(members):
+                    i = inputs[b]
+                    batch[j, :, : i.frames] = features[b, :, i.take_from : i.take_from + i.frames]
+                initial = [
+                    inputs[b].encoder_cache or encoder.get_initial_cache_state(batch_size=1) for b in members
+                ]
+                encoded, encoded_len, channel, time_, channel_len = encoder.cache_aware_stream_step(
+                    processed_signal=batch,
+                    processed_signal_length=torch.tensor(
+                        [inputs[b].frames for b in members], device=c.device
+                    ),
+                    cache_last_channel=torch.cat([x[0] for x in initial], dim=1),
+                    cache_last_time=torch.cat([x[1] for x in initial], dim=1),
+                    cache_last_channel_len=torch.cat([x[2] for x in initial], dim=0),
+                    # chunked attention has no look-ahead past a chunk: every output frame is final
+                    keep_all_outputs=True,
+                    drop_extra_pre_encoded=0 if first else self.chunking.drop,
+                )
+                for j, b in enumerate(members):
+                    outputs[b] = encoded[j, :, : int(encoded_len[j])].T
+                    caches[b] = (
+                        channel[:, j : j + 1].clone(),
+                        time_[:, j : j + 1].clone(),
+                        channel_len[j : j + 1].clone(),
+                    )
+            chunks = [o for o in outputs if o is not None]
+            results = self.decode(chunks, [i.decoder_state for i in inputs], [len(x) for x in chunks])
+        return [dataclasses.replace(r, encoder_cache=x) for r, x in zip(results, caches, strict=True)]
