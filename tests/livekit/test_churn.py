@@ -36,8 +36,18 @@ async def settled(worker: WorkerProcess) -> Footprint:
     engines = await worker.engines()
     assert engines["stt"]["active_streams"] == 0, engines
     assert engines["tts"]["queue_depth"] == 0, engines
-    await asyncio.sleep(1.0)  # job threads finish their teardown after the job is reported done
-    return Footprint.of(worker.process.pid)
+    # job threads finish their teardown after the job is reported done, and livekit-agents starts the next idle
+    # job thread as one ends: measure once the thread count has held still for a second
+    last = Footprint.of(worker.process.pid)
+    steady = 0
+    for _ in range(60):
+        await asyncio.sleep(0.25)
+        now = Footprint.of(worker.process.pid)
+        steady = steady + 1 if now.threads == last.threads else 0
+        last = now
+        if steady >= 4:
+            break
+    return last
 
 
 async def test_join_and_leave_50_rooms(livekit_stack: LocalStack, room_worker: WorkerProcess) -> None:
