@@ -58,5 +58,7 @@ async def test_join_and_leave_50_rooms(livekit_stack: LocalStack, room_worker: W
         await one_call(livekit_stack)
     after = await settled(room_worker)
     logger.info("churn: rooms, %d calls: %s", CYCLES, after.compared_to(before))
-    assert after.threads <= before.threads, f"threads: {before.threads} -> {after.threads}"
+    # Thread pools inside livekit-agents and its libraries grow lazily to a fixed size (seen in the full suite:
+    # 26 -> 27, 26 -> 28 over 50 calls; 26 -> 26 alone); a thread left behind per call would add 50.
+    assert after.threads <= before.threads + 4, f"threads: {before.threads} -> {after.threads}"
     assert after.rss <= before.rss * 1.05, f"RSS grew more than 5 %: {after.compared_to(before)}"
