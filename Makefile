@@ -47,7 +47,9 @@ $(INSTALLED): pyproject.toml plugins/*/pyproject.toml infra/python/constraints.t
 
 $(TEST_TOOLS):
 	$(SUDO) apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends espeak-ng sox chromium
+	# postgresql: the conversation store's tests start a server of their own (tests/conversations)
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends espeak-ng sox chromium \
+	  postgresql
 	command -v npm >/dev/null || DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends npm
 	# the browser room-mode test serves livekit-client itself (no CDN in tests)
 	npm install --silent --no-audit --no-fund --prefix $(VENV)/npm livekit-client@2.23.0

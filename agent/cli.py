@@ -16,6 +16,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from . import logs
+from .conversations import commands as conversation_commands
 from .errors import StartupError
 from .settings import Settings
 from .telephony import commands as sip_commands
@@ -49,6 +51,7 @@ async def serve(settings: Settings, *, with_models: bool = True) -> None:
     from .embedded import create_app
     from .models import load_models
 
+    logs.use_format(settings.log_format)
     models = await load_models(settings) if with_models else None
     runner = web.AppRunner(create_app(settings, models))
     await runner.setup()
@@ -79,16 +82,19 @@ async def serve(settings: Settings, *, with_models: bool = True) -> None:
         await runner.cleanup()
 
 
-def run_worker(settings: Settings, *, dev: bool, log_format: str, log_level: str) -> None:
-    """Load the models once, then hand the worker to livekit-agents' runner (drain on SIGTERM unless dev)."""
+def run_worker(settings: Settings, *, dev: bool, log_format: str | None, log_level: str) -> None:
+    """Load the models once, then hand the worker to livekit-agents' runner (drain on SIGTERM unless dev).
+    The runner formats the records: its JSON (`log_format`, else VOICE_AGENT_LOG_FORMAT=json) or colored text."""
     from livekit.agents.cli.cli import _run_worker  # what `python -m livekit.agents start` runs
     from livekit.agents.cli.proto import CliArgs
 
+    from .conversations import store
     from .models import load_models
     from .worker import build_server
 
     if not settings.has_livekit:
         raise StartupError(LIVEKIT_MISSING)
+    conversations = store.acquire(settings)  # before the models: a database it cannot use fails fast
     models = asyncio.run(load_models(settings))
     # a worker that will not drain can be asked where it is stuck: `kill -USR1 <pid>` prints every thread's stack
     faulthandler.register(signal.SIGUSR1, all_threads=True)
@@ -97,7 +103,15 @@ def run_worker(settings: Settings, *, dev: bool, log_format: str, log_level: str
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    _run_worker(build_server(settings, models), CliArgs(log_level=log_level, log_format=log_format, dev=dev))
+    log_format = log_format or ("json" if settings.log_format == "json" else "colored")
+    try:
+        _run_worker(
+            build_server(settings, models, conversations),
+            CliArgs(log_level=log_level, log_format=log_format, dev=dev),
+        )
+    finally:
+        if conversations is not None:
+            store.release(conversations)  # what is queued is written before the process exits
 
 
 async def check(settings: Settings) -> None:
@@ -112,6 +126,7 @@ async def check(settings: Settings) -> None:
 BENCHMARKS = {
     "stt": "measure the Parakeet engine with N concurrent streams",
     "tts": "measure the Chatterbox engine with N concurrent replies",
+    "call": "N simulated callers talk to the agent over real WebRTC (voice-to-voice, barge-in, gaps)",
 }
 
 
@@ -135,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     ):
         p = sub.add_parser(name, help=help_text)
         p.add_argument(
-            "--log-format", choices=["json", "colored"], default="colored" if name == "dev" else "json"
+            "--log-format", choices=["json", "colored"], help="default: json if VOICE_AGENT_LOG_FORMAT=json"
         )
     p_web = sub.add_parser("web", help="serve only the web page and LiveKit room tokens (no models, no GPU)")
     p_web.add_argument("--host", help="listen address (VOICE_AGENT_HOST)")
@@ -147,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     p_stack.add_argument("--port", type=int, help="port of the page (VOICE_AGENT_PORT)")
     sub.add_parser("check", help="validate settings and load the models, then exit")
     sip_commands.add_parser(sub)
+    conversation_commands.add_parser(sub)
     p_bench = sub.add_parser("bench", help="benchmarks of the model engines")
     benches = p_bench.add_subparsers(dest="benchmark", required=True)
     for name, help_text in BENCHMARKS.items():
@@ -155,9 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         importlib.import_module(f"agent.bench.{name}").add_arguments(p)
     args = parser.parse_args(argv)
 
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.setup(args.log_level.upper())  # text; serve and web switch to VOICE_AGENT_LOG_FORMAT
     try:
         if args.command in ("serve", "web"):
             settings = load_settings(host=args.host, port=args.port, needs_llm=args.command == "serve")
@@ -183,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
             run_stack(Path(args.config), workdir, settings.port)
         elif args.command == "sip":
             sip_commands.run(args, load_settings(needs_llm=False))
+        elif args.command == "conversations":
+            conversation_commands.run(args, load_settings(needs_llm=False))
         elif args.command == "bench":
             bench(args)
         else:

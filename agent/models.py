@@ -102,7 +102,11 @@ async def load_models(settings: Settings) -> Models:
             raise StartupError(f"{e} (VOICE_AGENT_TTS_MODEL)") from e
 
     def load_vad() -> vad.VAD:
-        return silero.VAD.load(min_silence_duration=settings.vad_min_silence_duration)
+        return silero.VAD.load(
+            min_silence_duration=settings.vad_min_silence_duration,
+            min_speech_duration=settings.vad_min_speech_duration,
+            activation_threshold=settings.vad_activation_threshold,
+        )
 
     if settings.tts_voice is not None and not settings.tts_voice.is_file():
         raise StartupError(f"VOICE_AGENT_TTS_VOICE={settings.tts_voice} is not a readable WAV file")

@@ -17,7 +17,10 @@ from livekit.agents.voice.agent_session import SessionConnectOptions
 from livekit.agents.voice.turn import TurnHandlingOptions
 from livekit.plugins import chatterbox, parakeet
 
+from . import logs, metrics
 from .assistant import Assistant
+from .call_info import CallInfo
+from .conversations.recorder import record as record_conversation
 from .llm_chain import Deadlines, LLMChain, build_llm
 from .models import Models
 from .settings import Settings
@@ -48,7 +51,11 @@ def turn_handling(settings: Settings, *, phone: bool = False) -> TurnHandlingOpt
     }
 
 
-def build_session(settings: Settings, models: Models, *, phone: bool = False) -> AgentSession:
+def build_session(settings: Settings, models: Models, call: CallInfo) -> AgentSession:
+    """`call` says which call this is (its ids label logs, metrics and the saved conversation) and whether
+    it is a phone call (`transport == "phone"`: the phone profile of turn taking)."""
+    logs.bind(call)  # the records of this task and of those the session creates carry the call's ids
+    phone = call.transport == "phone"
     chain = build_llm(settings)
     session: AgentSession = AgentSession(
         vad=models.vad,
@@ -75,6 +82,8 @@ def build_session(settings: Settings, models: Models, *, phone: bool = False) ->
         ),
     )
     keep_going(session, chain, settings)
+    metrics.observe(session, call)
+    record_conversation(session, call, settings)  # saved as it happens (agent/conversations)
     return session
 
 

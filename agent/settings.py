@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
@@ -17,6 +18,12 @@ DEFAULT_SYSTEM_PROMPT = (
     "natural sentences without markdown, lists, emoji or URLs. Ask a brief follow-up question when the "
     "request is unclear."
 )
+
+
+def default_conversations_path() -> Path:
+    """$XDG_DATA_HOME/voice-agent/conversations.db (~/.local/share/... when XDG_DATA_HOME is unset)."""
+    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data_home) / "voice-agent" / "conversations.db"
 
 
 class Settings(BaseSettings):
@@ -52,6 +59,9 @@ class Settings(BaseSettings):
     llm_apology: str = "Sorry, I couldn't come up with an answer just now. Could you say that again?"
     # the LLM sees the instructions plus this many recent chat items (messages, tool calls)
     max_history_items: int = Field(default=40, ge=2, le=10000)
+    # the page's instructions panel: the caller may replace the agent's instructions during the call
+    live_instructions: bool = True
+    instructions_max_chars: int = Field(default=4000, ge=1, le=100000)
 
     # --- STT (local Parakeet) ---
     stt_model: str = "nvidia/parakeet-tdt-0.6b-v2"
@@ -80,6 +90,8 @@ class Settings(BaseSettings):
     # --- turn taking and barge-in ---
     turn_detection: Literal["model", "vad"] = "model"
     vad_min_silence_duration: float = Field(default=0.3, gt=0.0)
+    vad_min_speech_duration: float = Field(default=0.05, gt=0.0, le=1.0)
+    vad_activation_threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
     min_endpointing_delay: float = Field(default=0.5, ge=0.0)
     max_endpointing_delay: float = Field(default=3.0, ge=0.0)
     min_interruption_duration: float = Field(default=0.5, ge=0.0)
@@ -93,7 +105,15 @@ class Settings(BaseSettings):
     max_sessions: int = Field(default=8, ge=1)
     # an answered offer that has not connected (ICE + DTLS) by then is dropped; it never holds a session slot
     connect_timeout: float = Field(default=5.0, gt=0.0, le=120.0)
+    # 20 ms packets of caller audio held before decoding (aiortc's own default is 4: 80 ms later barge-ins)
+    receive_jitter_packets: int = Field(default=1, ge=1, le=8)
+    # cancel the agent's own voice in what embedded callers send (agent/embedded/echo.py)
+    echo_cancellation: bool = True
     ice_servers: list[str] = Field(default_factory=list)
+
+    # --- logs (agent/logs.py) ---
+    # text (for people) or json (one object per line; a call's records carry its session_id, room, participant)
+    log_format: Literal["text", "json"] = "text"
 
     # --- HTTP security (POST /api/offer, POST /api/token; agent/embedded/guard.py) ---
     # bearer secret for the API; required when VOICE_AGENT_HOST is not loopback
@@ -163,11 +183,27 @@ class Settings(BaseSettings):
     # caller silent this long: the agent asks whether they are still there; as long again: it hangs up
     caller_silence_timeout: float = Field(default=20.0, gt=0.0)
 
+    # --- saved conversations (agent/conversations) ---
+    conversations_enabled: bool = True
+    # the SQLite file; VOICE_AGENT_CONVERSATIONS_URL (postgresql://user:password@host:5432/db) overrides it
+    conversations_path: Path = Field(default_factory=default_conversations_path)
+    conversations_url: SecretStr | None = None
+    # calls that started longer ago are deleted (at startup, then hourly); 0 keeps them forever
+    conversations_retention_days: int = Field(default=0, ge=0, le=36500)
+
     @field_validator("api_token")
     @classmethod
     def _check_api_token(cls, v: SecretStr | None) -> SecretStr | None:
         if v is not None and len(v.get_secret_value()) < 16:
             raise ValueError("must be at least 16 characters (e.g. `openssl rand -hex 32`)")
+        return v
+
+    @field_validator("conversations_url")
+    @classmethod
+    def _check_conversations_url(cls, v: SecretStr | None) -> SecretStr | None:
+        scheme = v.get_secret_value().partition("://")[0] if v is not None else "postgresql"
+        if scheme not in ("postgresql", "postgres", "postgresql+psycopg"):
+            raise ValueError("must be a PostgreSQL URL: postgresql://user:password@host:5432/database")
         return v
 
     @field_validator("trusted_proxies")

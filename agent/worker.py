@@ -27,6 +27,10 @@ from livekit.agents import (
 )
 from livekit.agents.utils import http_server
 
+from . import logs, room_page
+from .call_info import CallInfo
+from .conversations.store import ConversationStore
+from .metrics_engines import metrics_handler
 from .models import Models
 from .session import build_agent, build_session
 from .settings import Settings
@@ -61,13 +65,15 @@ def worker_load(active_sessions: int, settings: Settings, gpu_used: float, *, he
 class VoiceAgentServer(AgentServer):
     """livekit-agents' worker, whose health port (`GET /` on VOICE_AGENT_WORKER_PORT) also answers 503, with
     the reason, while a model engine is unhealthy, so that an orchestrator's probe restarts the replica;
-    `GET /engines` there shows each engine's health as JSON.
+    `GET /engines` there shows each engine's health (and the conversation writer's) as JSON, and `GET /metrics`
+    the Prometheus metrics.
 
     livekit-agents creates that HTTP server inside `run()` and starts it a few awaits later, with no hook in
     between; assigning it to `_http_server` is the moment to put a middleware in front of its routes."""
 
-    def __init__(self, models: Models, **options: Any) -> None:
+    def __init__(self, models: Models, conversations: ConversationStore | None = None, **options: Any) -> None:
         self._models = models
+        self._conversations = conversations
         super().__init__(**options)
 
     @property  # type: ignore[override]
@@ -77,15 +83,20 @@ class VoiceAgentServer(AgentServer):
     @_http_server.setter
     def _http_server(self, server: http_server.HttpServer | None) -> None:
         if server is not None:
-            server.app.middlewares.append(_engines_first(self._models))
+            server.app.middlewares.append(_engines_first(self._models, self._conversations))
         self.__dict__["_health_server"] = server
 
 
-def _engines_first(models: Models) -> Middleware:
+def _engines_first(models: Models, conversations: ConversationStore | None) -> Middleware:
+    metrics = metrics_handler(models)  # livekit-agents' own prometheus_port stays off: one port, one registry
+
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path == "/engines":
-            return web.json_response(models.health())
+            saved = {"conversations": conversations.health()} if conversations is not None else {}
+            return web.json_response(models.health() | saved)
+        if request.path == "/metrics":
+            return await metrics(request)
         if request.path == "/" and (problems := models.unhealthy()):
             return web.Response(status=503, text="; ".join(problems))
         return await handler(request)
@@ -93,7 +104,9 @@ def _engines_first(models: Models) -> Middleware:
     return middleware
 
 
-def build_server(settings: Settings, models: Models) -> AgentServer:
+def build_server(
+    settings: Settings, models: Models, conversations: ConversationStore | None = None
+) -> AgentServer:
     device = models.stt.device
 
     def load(server: AgentServer) -> float:
@@ -102,6 +115,7 @@ def build_server(settings: Settings, models: Models) -> AgentServer:
 
     server = VoiceAgentServer(
         models,
+        conversations,
         job_executor_type=JobExecutorType.THREAD,
         # full exactly at load 1.0 (see worker_load), in dev mode too
         load_threshold=1.0,
@@ -134,6 +148,7 @@ def attach_models(proc: JobProcess, models: Models) -> None:
     """Prewarm of a job thread: the models are already loaded (once, before registering); share them.
     By now livekit-agents has set up the process's log handlers: keep phone numbers out of them."""
     proc.userdata["models"] = models
+    logs.install_call_fields()  # before the redaction, which then masks numbers in the room and identity too
     redact_phone_numbers()
 
 
@@ -146,12 +161,22 @@ async def run_job(ctx: JobContext, settings: Settings) -> None:
         ctx.shutdown(reason="nobody joined the room")
         return
     call = PhoneCall.of(caller)
-    session = build_session(settings, models, phone=call is not None)
+    info = CallInfo(
+        session_id=ctx.job.id,
+        transport="room" if call is None else "phone",
+        room=ctx.room.name,
+        participant=caller.identity,
+        caller_number=call.caller_number or None if call else None,
+        trunk_number=call.trunk_number or None if call else None,
+        direction=("inbound" if call.inbound else "outbound") if call else None,
+    )
+    session = build_session(settings, models, info)
     # the job (and its capacity) ends with the session, not when the server closes the empty room later;
     # RoomIO closes the session when the caller leaves (or hangs up)
     session.on("close", lambda ev: ctx.shutdown(reason=f"session closed: {ev.reason}"))
     options = room_io.RoomOptions(participant_identity=caller.identity)
     if call is None:
+        room_page.attach(ctx.room, session, caller.identity, settings)  # latencies, instructions panel
         await session.start(agent=build_agent(settings), room=ctx.room, room_options=options)
         logger.info("session started in room %s", ctx.room.name)
         return

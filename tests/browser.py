@@ -38,9 +38,11 @@ def system_chromium() -> str:
 
 
 @contextlib.asynccontextmanager
-async def talking_page(url: str, mic: Path) -> AsyncIterator[tuple[Page, list[str]]]:
-    """Headless Chromium with `mic` as its microphone opens `url` and presses Talk; yields the page and the
-    page errors seen so far."""
+async def talking_page(
+    url: str, mic: Path, *, press_talk: bool = True
+) -> AsyncIterator[tuple[Page, list[str]]]:
+    """Headless Chromium with `mic` as its microphone opens `url` and presses Talk (unless `press_talk` is
+    false); yields the page and the page errors seen so far."""
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=system_chromium(), args=chromium_args(mic))
         try:
@@ -48,7 +50,8 @@ async def talking_page(url: str, mic: Path) -> AsyncIterator[tuple[Page, list[st
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
             await page.goto(url)
-            await page.get_by_role("button", name="Talk").click()
+            if press_talk:
+                await page.get_by_role("button", name="Talk").click()
             yield page, errors
         finally:
             await browser.close()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from livekit.plugins import chatterbox
 
+from agent.call_info import CallInfo
 from agent.models import Models
 from agent.session import build_agent, build_session
 from tests.conftest import make_settings
@@ -49,7 +50,7 @@ def test_tts_settings_reach_the_tts(models: Models) -> None:
         tts_temperature=0.6,
         first_fragment_min_words=2,
     )
-    tts = build_session(settings, models).tts
+    tts = build_session(settings, models, CallInfo(session_id="test", transport="embedded")).tts
     assert isinstance(tts, chatterbox.TTS)
     opts = tts._opts
     assert opts.chunk_tokens == (10, 30)
@@ -66,7 +67,7 @@ async def test_a_session_outlives_ten_turns_no_llm_answers(
     gets the spoken apology, and the eleventh, with the LLM back, is answered."""
     settings = make_settings(llm_base_url=llm_server.base_url)
     llm_server.failures = 10**6
-    session = build_session(settings, models)
+    session = build_session(settings, models, CallInfo(session_id="test", transport="embedded"))
     spoken: list[str] = []
     session.on("speech_created", lambda ev: spoken.append(ev.source))
     await session.start(agent=build_agent(settings))
@@ -87,7 +88,7 @@ async def test_a_session_outlives_ten_turns_no_llm_answers(
 async def test_the_llm_sees_a_bounded_history(models: Models, llm_server: ScriptedLLMServer) -> None:
     settings = make_settings(llm_base_url=llm_server.base_url, max_history_items=6)
     llm_server.reset(["Noted."])
-    session = build_session(settings, models)
+    session = build_session(settings, models, CallInfo(session_id="test", transport="embedded"))
     agent = build_agent(settings)
     await session.start(agent=agent)
     try:

@@ -93,6 +93,11 @@ class WorkerProcess:
         await self.process.wait()
 
 
+def conversations_db(log: Path) -> Path:
+    """The SQLite file where the worker logging to `log` saves its calls."""
+    return log.with_suffix(".conversations.db")
+
+
 async def launch_worker(log: Path, env: dict[str, str]) -> WorkerProcess:
     """Start `voice-agent start` with synthetic models and `env` (LIVEKIT_*, VOICE_AGENT_* overrides)."""
     port = free_port()
@@ -105,6 +110,8 @@ async def launch_worker(log: Path, env: dict[str, str]) -> WorkerProcess:
             "VOICE_AGENT_TTS_MODEL": "synthetic-tiny",
             "VOICE_AGENT_DEVICE": "cpu",
             "VOICE_AGENT_WORKER_PORT": str(port),
+            "VOICE_AGENT_LOG_FORMAT": "json",  # registered_ids() reads the JSON records
+            "VOICE_AGENT_CONVERSATIONS_PATH": str(conversations_db(log)),
         }
         | env
     )

@@ -1,27 +1,29 @@
-// Voice agent web client with two transports behind one interface (connect(micStream, handlers) /
-// disconnect()):
-// - embedded: `voice-agent serve` over one RTCPeerConnection; the mic track goes up, the agent's voice
-//   comes back, and the "events" data channel carries transcripts and agent state (agent/embedded/events.py);
-// - room: a LiveKit room joined with livekit-client and a token from `POST /api/token`; the agent is
-//   dispatched into the room by the token, transcripts arrive as "lk.transcription" text streams and the
-//   agent's state as its "lk.agent.state" attribute.
-// GET /api/config says which the server offers; `?mode=room` picks the room when both are there.
-// A server with VOICE_AGENT_API_TOKEN wants `Authorization: Bearer <token>` on both: the token comes from the
+// Voice agent web client: Talk / Hang up, the call's state, mic and agent levels, the live transcript with
+// interruption markers, one latency bar per turn, and the instructions panel. The transports (embedded
+// WebRTC or a LiveKit room) are in transports.js; the transcript and latency views in views.js.
+// GET /api/config says which transports the server offers; `?mode=room` picks the room when both are there.
+// A server with VOICE_AGENT_API_TOKEN wants `Authorization: Bearer <token>`: the token comes from the
 // "Access token" field or from `?token=...` in the link (kept in sessionStorage, removed from the address bar).
-// livekit-client is imported by its bare name: the page's import map (served by the app) pins its URL and
-// its integrity hash, so the browser refuses other bytes.
+
+import { EmbeddedTransport, RoomTransport, TOKEN_KEY } from "./transports.js";
+import { LatencyBars, Transcript } from "./views.js";
 
 const $ = (id) => document.getElementById(id);
 const ui = {
-  talk: $("talk"), state: $("agent-state"), micLevel: $("mic-level"), agentLevel: $("agent-level"),
-  transcript: $("transcript"), error: $("error"), audio: $("agent-audio"), auth: $("auth"), token: $("api-token"),
+  talk: $("talk"), callState: $("call-state"), state: $("agent-state"), micLevel: $("mic-level"),
+  agentLevel: $("agent-level"), error: $("error"), audio: $("agent-audio"), auth: $("auth"), token: $("api-token"),
+  instructions: $("instructions"), instructionsText: $("instructions-text"), apply: $("apply"),
+  instructionsStatus: $("instructions-status"),
 };
+const transcript = new Transcript($("transcript"));
+const latency = new LatencyBars($("latency"), $("latency-empty"));
 
-// Observable state for people (and for the end-to-end browser test).
-const status = { connected: false, agentState: "idle", agentLevelMax: 0, messages: 0 };
+// Observable state for people (and for the end-to-end browser tests).
+const status = {
+  connected: false, callState: "idle", agentState: "idle", agentLevelMax: 0, messages: 0,
+  turns: [], agentTexts: [], instructionsApplied: 0,
+};
 window.voiceAgent = status;
-
-const TOKEN_KEY = "voiceAgentToken";
 
 function setupToken() {
   const params = new URLSearchParams(location.search);
@@ -41,167 +43,15 @@ function setupToken() {
   ui.auth.addEventListener("submit", (ev) => ev.preventDefault());
 }
 
-// POST a JSON body to the API; errors become one sentence that says what to do (401: the token, 429: wait).
-async function postJson(path, body) {
-  const token = sessionStorage.getItem(TOKEN_KEY);
-  const resp = await fetch(path, {
-    method: "POST",
-    headers: { "Content-Type": "application/json", ...(token ? { Authorization: `Bearer ${token}` } : {}) },
-    body: JSON.stringify(body),
-  });
-  let data = {};
-  try {
-    data = await resp.json();
-  } catch {
-    // not JSON (a proxy's error page): the status says enough
-  }
-  if (resp.ok) return data;
-  const detail = data.error ?? `the server answered ${resp.status}`;
-  status.lastStatus = resp.status;
-  if (resp.status === 401) {
-    ui.auth.hidden = false;
-    throw new Error(`Access denied (${detail}): enter the access token above, or open the link you were given.`);
-  }
-  if (resp.status === 429) {
-    const wait = resp.headers.get("Retry-After");
-    throw new Error(`Too many requests (${detail})${wait ? `: wait ${wait} s` : ""}.`);
-  }
-  throw new Error(detail);
-}
+const showAuth = () => { ui.auth.hidden = false; };
 
-class EmbeddedTransport {
-  async connect(micStream, { onTrack, onMessage, onClosed }) {
-    this.pc = new RTCPeerConnection({ iceServers: [] });
-    for (const track of micStream.getAudioTracks()) this.pc.addTrack(track, micStream);
-    const channel = this.pc.createDataChannel("events");
-    channel.onmessage = (ev) => onMessage(JSON.parse(ev.data));
-    this.pc.ontrack = (ev) => onTrack(ev.streams[0] ?? new MediaStream([ev.track]));
-    this.pc.onconnectionstatechange = () => {
-      if (["failed", "closed", "disconnected"].includes(this.pc.connectionState)) onClosed();
-    };
-    await this.pc.setLocalDescription(await this.pc.createOffer());
-    await iceGatheringComplete(this.pc);
-    const body = await postJson("/api/offer", {
-      sdp: this.pc.localDescription.sdp,
-      type: this.pc.localDescription.type,
-    });
-    await this.pc.setRemoteDescription({ sdp: body.sdp, type: body.type });
-  }
-
-  async inboundAudioBytes() {
-    if (!this.pc) return 0;
-    let bytes = 0;
-    (await this.pc.getStats()).forEach((s) => {
-      if (s.type === "inbound-rtp" && s.kind === "audio") bytes += s.bytesReceived;
-    });
-    return bytes;
-  }
-
-  disconnect() {
-    this.pc?.close();
-    this.pc = null;
-  }
-}
-
-const NO_AGENT = "No agent is available right now: every agent is busy. Please try again in a minute.";
-
-class RoomTransport {
-  constructor(clientUrl, agentJoinTimeout) {
-    this.clientUrl = clientUrl;
-    this.agentJoinTimeout = agentJoinTimeout;
-  }
-
-  async connect(micStream, { onTrack, onMessage, onClosed }) {
-    let client;
-    try {
-      client = await import("livekit-client"); // resolved and integrity-checked by the page's import map
-    } catch (err) {
-      console.error(err);
-      throw new Error(
-        `Could not load livekit-client from ${this.clientUrl}: offline, blocked, or its content does not ` +
-          "match the pinned integrity hash (VOICE_AGENT_LIVEKIT_CLIENT_INTEGRITY).",
-      );
-    }
-    status.livekitClientLoaded = true;
-    const { Room, RoomEvent, Track, ParticipantKind } = client;
-    const body = await postJson("/api/token", {});
-    status.room = body.room;
-    const room = new Room();
-    this.room = room;
-    // the token dispatches the agent; if no worker takes the room, say so instead of waiting in silence
-    const isAgent = (p) => p.kind === ParticipantKind.AGENT;
-    this.agentTimer = setTimeout(() => {
-      if (![...room.remoteParticipants.values()].some(isAgent)) onClosed(NO_AGENT);
-    }, this.agentJoinTimeout * 1000);
-    room.on(RoomEvent.ParticipantConnected, (p) => isAgent(p) && clearTimeout(this.agentTimer));
-    room.on(RoomEvent.TrackSubscribed, (track) => {
-      if (track.kind === Track.Kind.Audio) onTrack(new MediaStream([track.mediaStreamTrack]));
-    });
-    room.on(RoomEvent.ParticipantAttributesChanged, (changed) => {
-      if ("lk.agent.state" in changed) onMessage({ type: "agent_state", state: changed["lk.agent.state"] });
-    });
-    room.registerTextStreamHandler("lk.transcription", async (reader, from) => {
-      const role = from.identity === room.localParticipant.identity ? "user" : "agent";
-      let text = "";
-      for await (const delta of reader) {
-        text += delta;
-        onMessage({ type: "transcript", role, text, final: false });
-      }
-      // the agent's streamed reply says it is final only in the stream's trailer, read once it has ended
-      const final = reader.info.attributes?.["lk.transcription_final"] === "true";
-      onMessage({ type: "transcript", role, text, final });
-    });
-    room.on(RoomEvent.Disconnected, () => this.room && onClosed());
-    await room.connect(body.url, body.token);
-    await room.localParticipant.publishTrack(micStream.getAudioTracks()[0], {
-      source: Track.Source.Microphone,
-    });
-  }
-
-  async inboundAudioBytes() {
-    let bytes = 0;
-    for (const participant of this.room?.remoteParticipants.values() ?? []) {
-      for (const publication of participant.audioTrackPublications.values()) {
-        const report = await publication.track?.getRTCStatsReport();
-        report?.forEach((s) => {
-          if (s.type === "inbound-rtp") bytes += s.bytesReceived;
-        });
-      }
-    }
-    return bytes;
-  }
-
-  disconnect() {
-    clearTimeout(this.agentTimer);
-    const room = this.room;
-    this.room = null;
-    room?.disconnect();
-  }
-}
-
-async function chooseTransport() {
-  const resp = await fetch("/api/config");
-  const config = await resp.json();
+async function chooseTransport(config) {
   const wantRoom = new URLSearchParams(location.search).get("mode") === "room";
   if (config.room && (wantRoom || !config.embedded)) {
-    return new RoomTransport(config.livekit_client_url, config.agent_join_timeout);
+    return new RoomTransport(config.livekit_client_url, config.agent_join_timeout, showAuth, status);
   }
-  if (config.embedded) return new EmbeddedTransport();
+  if (config.embedded) return new EmbeddedTransport(showAuth);
   throw new Error("this server offers no way to call the agent (no models and no LiveKit settings)");
-}
-
-function iceGatheringComplete(pc) {
-  if (pc.iceGatheringState === "complete") return Promise.resolve();
-  return new Promise((resolve) => {
-    const check = () => {
-      if (pc.iceGatheringState === "complete") {
-        pc.removeEventListener("icegatheringstatechange", check);
-        resolve();
-      }
-    };
-    pc.addEventListener("icegatheringstatechange", check);
-    setTimeout(resolve, 2000); // host candidates are enough on a LAN; don't wait forever
-  });
 }
 
 // Level meters: RMS of an AnalyserNode, refreshed every animation frame.
@@ -224,25 +74,6 @@ function levelMeter(audioCtx, stream, meter, onLevel) {
   return () => { running = false; meter.value = 0; };
 }
 
-// Transcript: one <li> per utterance; partial text is replaced until the final arrives.
-const open = { user: null, agent: null };
-function showTranscript({ role, text, final, interrupted }) {
-  let li = open[role];
-  if (!li) {
-    li = document.createElement("li");
-    li.className = `${role} partial`;
-    li.innerHTML = `<span class="who"></span><span class="text"></span>`;
-    li.querySelector(".who").textContent = role === "user" ? "You:" : "Agent:";
-    ui.transcript.append(li);
-    open[role] = li;
-  }
-  li.querySelector(".text").textContent = text + (interrupted ? " …" : "");
-  if (final) {
-    li.classList.remove("partial");
-    open[role] = null;
-  }
-}
-
 function handleMessage(msg) {
   status.messages += 1;
   switch (msg.type) {
@@ -251,10 +82,23 @@ function handleMessage(msg) {
       ui.state.textContent = msg.state;
       break;
     case "transcript":
-      if (msg.text) showTranscript(msg);
+      if (msg.role === "agent") status.agentTexts.push({ text: msg.text, final: msg.final });
+      if (msg.text) transcript.show(msg);
       break;
+    case "reply_end":
+      if (msg.interrupted) transcript.markInterrupted();
+      break;
+    case "false_interruption":
+      transcript.falseInterruption(msg.resumed);
+      break;
+    case "metrics": {
+      const turn = latency.add(msg);
+      if (turn) status.turns.push(turn);
+      break;
+    }
     case "error":
-      showError(msg.message);
+      showError(msg.source === "channel" ? `The agent could not use a message from this page: ${msg.message}.`
+        : msg.message);
       break;
   }
 }
@@ -264,13 +108,26 @@ function showError(text) {
   ui.error.hidden = !text;
 }
 
+// idle | connecting | connected | reconnecting | failed | ended
+function setCallState(state) {
+  status.callState = state;
+  status.connected = state === "connected" || state === "reconnecting";
+  ui.callState.textContent = state;
+  ui.callState.dataset.state = state;
+  ui.apply.disabled = !status.connected || !config.live_instructions;
+}
+
 let call = null;
+let config = {};
 
 async function startCall() {
   showError("");
   ui.talk.disabled = true;
+  setCallState("connecting");
+  transcript.clear();
+  latency.clear();
   try {
-    const transport = await chooseTransport();
+    const transport = await chooseTransport(await configReady);
     const mic = await navigator.mediaDevices.getUserMedia({
       audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
     });
@@ -278,9 +135,13 @@ async function startCall() {
     const stops = [levelMeter(audioCtx, mic, ui.micLevel)];
     call = { mic, audioCtx, transport, stops };
     status.transport = transport;
+    ui.talk.textContent = "Hang up"; // hanging up is possible while connecting
+    ui.talk.setAttribute("aria-pressed", "true");
+    ui.talk.disabled = false;
     await transport.connect(mic, {
       onMessage: handleMessage,
-      onClosed: (why) => call && hangUp(why ?? "connection lost"),
+      onState: (state) => call?.transport === transport && setCallState(state),
+      onClosed: (why) => call?.transport === transport && hangUp(why ? "failed" : "ended", why ?? ""),
       onTrack: (stream) => {
         ui.audio.srcObject = stream;
         stops.push(levelMeter(audioCtx, stream, ui.agentLevel, (level) => {
@@ -288,17 +149,15 @@ async function startCall() {
         }));
       },
     });
-    status.connected = true;
-    ui.talk.textContent = "Hang up";
-    ui.talk.setAttribute("aria-pressed", "true");
   } catch (err) {
-    hangUp(err.message ?? String(err));
+    if (call) hangUp("failed", err.message ?? String(err));
+    else { setCallState("failed"); showError(err.message ?? String(err)); }
   } finally {
     ui.talk.disabled = false;
   }
 }
 
-function hangUp(error = "") {
+function hangUp(state = "ended", error = "") {
   if (call) {
     call.stops.forEach((stop) => stop());
     call.transport.disconnect();
@@ -306,7 +165,7 @@ function hangUp(error = "") {
     call.audioCtx.close();
     call = null;
   }
-  status.connected = false;
+  setCallState(state);
   status.agentState = "idle";
   ui.state.textContent = "idle";
   ui.talk.textContent = "Talk";
@@ -314,9 +173,70 @@ function hangUp(error = "") {
   showError(error);
 }
 
+// The instructions panel: Apply (or Ctrl+Enter) sends them to the agent, whose next reply follows them;
+// Escape puts back the last applied text.
+let applied = "";
+
+function setInstructionsStatus(text, isError = false) {
+  ui.instructionsStatus.textContent = text;
+  ui.instructionsStatus.classList.toggle("error", isError);
+}
+
+async function applyInstructions() {
+  const text = ui.instructionsText.value.trim();
+  if (!text) {
+    setInstructionsStatus("Write the new instructions first.", true);
+    ui.instructionsText.focus();
+    return;
+  }
+  if (!call) return;
+  ui.apply.disabled = true;
+  setInstructionsStatus("Applying…");
+  try {
+    await call.transport.setInstructions(text);
+    applied = text;
+    status.instructionsApplied += 1;
+    setInstructionsStatus("Applied: the agent's next reply follows them.");
+  } catch (err) {
+    setInstructionsStatus(`Not applied: ${err.message}.`, true);
+  } finally {
+    ui.apply.disabled = !status.connected;
+  }
+}
+
+function setupInstructions() {
+  ui.instructions.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    applyInstructions();
+  });
+  ui.instructionsText.addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) {
+      ev.preventDefault();
+      ui.instructions.requestSubmit();
+    } else if (ev.key === "Escape" && ui.instructionsText.value !== applied) {
+      ev.preventDefault();
+      ui.instructionsText.value = applied;
+      setInstructionsStatus(applied ? "Back to the applied instructions." : "Edits cleared.");
+    }
+  });
+}
+
+function applyConfig() {
+  if (config.auth) ui.auth.hidden = false;
+  if (config.instructions_max_chars) ui.instructionsText.maxLength = config.instructions_max_chars;
+  if (!config.live_instructions) {
+    ui.instructionsText.disabled = true;
+    setInstructionsStatus("Changing the instructions during a call is turned off on this server.");
+  }
+  setCallState(status.callState);
+}
+
 setupToken();
-fetch("/api/config")
-  .then((resp) => resp.json())
-  .then((config) => { if (config.auth) ui.auth.hidden = false; })
-  .catch(() => {}); // startCall reports an unreachable server
+setupInstructions();
+setCallState("idle");
 ui.talk.addEventListener("click", () => (call ? hangUp() : startCall()));
+const configReady = fetch("/api/config")
+  .then((resp) => resp.json())
+  .then((body) => { config = body; applyConfig(); return body; })
+  .catch(() => { throw new Error("The server cannot be reached: reload the page to try again."); });
+configReady.catch((err) => showError(err.message));

@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 
 import aiohttp
 import av
+import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from ..embedded.jitter import set_peer_audio_prefetch
 from .recording import PACKET, SAMPLE_RATE, CallRecording, SpeechQueue, level
 
 
@@ -55,8 +57,17 @@ class Caller(CallRecording):
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
-    async def connect(cls, base_url: str, *, timeout: float = 30.0) -> Caller:
-        caller = cls()
+    async def connect(
+        cls,
+        base_url: str,
+        *,
+        timeout: float = 30.0,
+        echo_gain: float = 0.0,
+        headers: dict[str, str] | None = None,
+        receive_jitter_packets: int = 1,
+    ) -> Caller:
+        """`echo_gain`: see `SpeechQueue`; `headers`: e.g. the API token's `Authorization`."""
+        caller = cls(speech=SpeechQueue(echo_gain=echo_gain))
         pc = caller.pc
         pc.addTrack(_Microphone(caller.speech))
         channel = pc.createDataChannel("events")
@@ -65,7 +76,7 @@ class Caller(CallRecording):
         await pc.setLocalDescription(await pc.createOffer())
         offer = {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type}
         async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as http,
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout), headers=headers) as http,
             http.post(f"{base_url}/api/offer", json=offer) as resp,
         ):
             body = await resp.json()
@@ -74,6 +85,9 @@ class Caller(CallRecording):
                 raise RuntimeError(f"offer rejected ({resp.status}): {body}")
         caller.session_id = body["session_id"]
         await pc.setRemoteDescription(RTCSessionDescription(sdp=body["sdp"], type=body["type"]))
+        # a browser on a clean network plays what arrives within a packet or two (WebRTC's NetEQ), not after
+        # aiortc's 80 ms default
+        set_peer_audio_prefetch(pc, receive_jitter_packets)
         await caller.wait_for(lambda: pc.connectionState == "connected", timeout, "the WebRTC connection")
         return caller
 
@@ -88,4 +102,6 @@ class Caller(CallRecording):
                 frame = await track.recv()
             except MediaStreamError:
                 return
-            self.audio.append((time.monotonic(), level(frame.to_ndarray())))
+            pcm = frame.to_ndarray().reshape(-1, len(frame.layout.channels)).mean(axis=1).astype(np.int16)
+            self.audio.append((time.monotonic(), level(pcm)))
+            self.speech.hear(pcm)

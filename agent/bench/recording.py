@@ -21,23 +21,43 @@ def level(pcm: np.ndarray) -> float:
 
 class SpeechQueue:
     """PCM (mono int16, 48 kHz unless the transport says otherwise) waiting to be sent; the transport takes
-    one 20 ms packet at a time and sends silence when nothing is queued."""
+    one 20 ms packet at a time and sends silence when nothing is queued.
 
-    def __init__(self, packet: int = PACKET) -> None:
+    With `echo_gain` > 0 the microphone also picks up what the caller hears (`hear()`), that much quieter, as a
+    speakerphone without echo cancellation does (-10 dB: `echo_gain=10 ** (-10 / 20)`)."""
+
+    def __init__(self, packet: int = PACKET, *, echo_gain: float = 0.0) -> None:
         self.packet = packet
+        self.echo_gain = echo_gain
         self._queue = np.zeros(0, dtype=np.int16)
+        self._echo = np.zeros(0, dtype=np.int16)
         self.drained = asyncio.Event()
         self.drained.set()
+        self.started: asyncio.Future[float] | None = None
+        """when the first packet of the latest `play()` was taken (monotonic)"""
+
+    def hear(self, pcm: np.ndarray) -> None:
+        """Mono int16 the caller's loudspeaker just played (kept only while echo is on, at most 0.2 s)."""
+        if self.echo_gain > 0:
+            self._echo = np.concatenate([self._echo, pcm.astype(np.int16)])[-10 * self.packet :]
 
     def play(self, pcm: np.ndarray) -> None:
         self._queue = np.concatenate([self._queue, pcm.astype(np.int16)])
         self.drained.clear()
+        self.started = asyncio.get_running_loop().create_future()
 
     def next_packet(self) -> np.ndarray:
         chunk, self._queue = self._queue[: self.packet], self._queue[self.packet :]
+        if len(chunk) and self.started is not None and not self.started.done():
+            self.started.set_result(time.monotonic())
         if len(self._queue) == 0 and len(chunk):
             self.drained.set()
-        return np.pad(chunk, (0, self.packet - len(chunk)))
+        packet = np.pad(chunk, (0, self.packet - len(chunk)))
+        if self.echo_gain > 0 and len(self._echo):
+            echo, self._echo = self._echo[: self.packet], self._echo[self.packet :]
+            mixed = packet.astype(np.float32) + self.echo_gain * np.pad(echo, (0, self.packet - len(echo)))
+            packet = mixed.clip(-32768, 32767).astype(np.int16)
+        return packet
 
 
 @dataclass

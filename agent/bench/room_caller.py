@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from livekit import rtc
 
-from .recording import PACKET, SAMPLE_RATE, CallRecording, level
+from .recording import PACKET, SAMPLE_RATE, CallRecording, SpeechQueue, level
 
 TRANSCRIPTION_TOPIC = "lk.transcription"
 AGENT_STATE = "lk.agent.state"
@@ -32,13 +32,16 @@ class RoomCaller(CallRecording):
     """`await RoomCaller.join(url, token)`; close with `await caller.close()`."""
 
     room: rtc.Room = field(default_factory=rtc.Room)
-    source: rtc.AudioSource = field(default_factory=lambda: rtc.AudioSource(SAMPLE_RATE, 1, queue_size_ms=100))
+    source: rtc.AudioSource = field(
+        default_factory=lambda: rtc.AudioSource(SAMPLE_RATE, 1, queue_size_ms=100)
+    )
     joined_at: float = 0.0
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod
-    async def join(cls, url: str, token: str) -> RoomCaller:
-        caller = cls()
+    async def join(cls, url: str, token: str, echo_gain: float = 0.0) -> RoomCaller:
+        """`echo_gain`: see `SpeechQueue`."""
+        caller = cls(speech=SpeechQueue(echo_gain=echo_gain))
         room = caller.room
         room.on("participant_connected", caller._on_joined)
         room.on("participant_disconnected", caller._on_left)
@@ -120,7 +123,9 @@ class RoomCaller(CallRecording):
         stream = rtc.AudioStream(track, sample_rate=SAMPLE_RATE, num_channels=1)
         try:
             async for event in stream:
-                self.audio.append((time.monotonic(), level(np.frombuffer(event.frame.data, np.int16))))
+                pcm = np.frombuffer(event.frame.data, np.int16)
+                self.audio.append((time.monotonic(), level(pcm)))
+                self.speech.hear(pcm)
         finally:
             with contextlib.suppress(Exception):
                 await stream.aclose()

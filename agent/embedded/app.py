@@ -16,6 +16,8 @@ from aiohttp import web
 from aiortc import RTCSessionDescription
 
 from .. import rooms, webhook
+from ..conversations import api as conversations_api
+from ..metrics_engines import metrics_handler
 from ..models import Models
 from ..settings import Settings
 from . import guard
@@ -30,6 +32,11 @@ WEB_DIR = Path(__file__).resolve().parents[2] / "web"
 MAX_OFFER_BYTES = 64 * 1024
 PROTECTED = frozenset({"/api/offer", "/api/token"})  # need VOICE_AGENT_API_TOKEN when it is set
 
+
+def _protected(request: web.Request) -> bool:
+    return request.path in PROTECTED or request.path.startswith(conversations_api.PREFIX)
+
+
 SESSIONS = web.AppKey("sessions", Sessions)
 OFFER_LIMIT = web.AppKey("offer_limit", guard.RateLimiter)
 SETTINGS = web.AppKey("settings", Settings)
@@ -40,7 +47,7 @@ def create_app(settings: Settings, models: Models | None, web_dir: Path = WEB_DI
     """`models=None` serves the page for room mode only (`voice-agent web`, no GPU needed)."""
     app = web.Application(
         client_max_size=MAX_OFFER_BYTES,
-        middlewares=[guard.guard_middleware(settings, lambda r: r.path in PROTECTED)],
+        middlewares=[guard.guard_middleware(settings, _protected)],
     )
     app[SESSIONS] = Sessions(settings)
     app[SETTINGS] = settings
@@ -53,7 +60,9 @@ def create_app(settings: Settings, models: Models | None, web_dir: Path = WEB_DI
         if settings.webhook_enabled:
             webhook.add_routes(app, settings)
     app.router.add_get("/api/config", config)
+    conversations_api.setup(app, settings)  # opens the process's conversation store with the app
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics_handler(models))
     index = render_index(web_dir / "index.html", settings if settings.has_livekit else None)
     app.router.add_get("/", _page(index))
     if settings.livekit_client_file is not None:
@@ -135,6 +144,8 @@ async def config(request: web.Request) -> web.Response:
         "embedded": MODELS in app,
         "room": rooms.SETTINGS in app,
         "auth": settings.api_token is not None,
+        "live_instructions": settings.live_instructions,
+        "instructions_max_chars": settings.instructions_max_chars,
     }
     if rooms.SETTINGS in app:
         body["livekit_client_url"] = livekit_client(settings)[0]
@@ -160,6 +171,11 @@ async def healthz(request: web.Request) -> web.Response:
         }
         if problems:
             health["reason"] = "; ".join(problems)
+    if (saved := conversations_api.health(app)) is not None:
+        health["conversations"] = saved
+        if not saved["ok"]:
+            health["ok"] = False
+            health["reason"] = "; ".join(filter(None, [health.get("reason"), "the conversation writer stopped"]))
     return web.json_response(health, status=200 if health["ok"] else 503)
 
 

@@ -2,6 +2,7 @@
 
 `PeerAudioInput` turns the browser's decoded Opus track into mono `rtc.AudioFrame`s for the session;
 `PeerAudioOutput` is the session's audio sink and owns the outgoing `MediaStreamTrack`, paced in real time.
+With an `EchoCanceller`, what goes out is its reference and what comes in is cleaned of the agent's echo.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from livekit import rtc
 from livekit.agents.voice import io
 
+from .echo import EchoCanceller
+
 logger = logging.getLogger("voice_agent.embedded")
 
 SAMPLE_RATE = 48000  # Opus runs at 48 kHz; the session resamples TTS audio to this rate for us
@@ -27,9 +30,10 @@ BYTES_PER_PACKET = 2 * SAMPLES_PER_PACKET
 class PeerAudioInput(io.AudioInput):
     """Remote audio track (48 kHz, usually stereo s16) → mono 48 kHz int16 frames."""
 
-    def __init__(self, track: MediaStreamTrack) -> None:
+    def __init__(self, track: MediaStreamTrack, echo: EchoCanceller | None = None) -> None:
         super().__init__(label="aiortc")
         self._track = track
+        self._echo = echo
         self._resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
         self._pending: list[rtc.AudioFrame] = []
 
@@ -41,7 +45,10 @@ class PeerAudioInput(io.AudioInput):
                 raise StopAsyncIteration from None
             for out in self._resampler.resample(frame):
                 pcm = out.to_ndarray().tobytes()
-                self._pending.append(rtc.AudioFrame(pcm, out.sample_rate, 1, out.samples))
+                if self._echo is not None:
+                    pcm = self._echo.clean(pcm)
+                if pcm:
+                    self._pending.append(rtc.AudioFrame(pcm, SAMPLE_RATE, 1, len(pcm) // 2))
         return self._pending.pop(0)
 
 
@@ -78,11 +85,12 @@ class PeerAudioOutput(io.AudioOutput):
     One segment plays at a time (the session waits for each speech's playout). A segment ends when it
     was flushed and its audio has been sent, or at once on `clear_buffer()` (barge-in)."""
 
-    def __init__(self) -> None:
+    def __init__(self, echo: EchoCanceller | None = None) -> None:
         super().__init__(
             label="aiortc", capabilities=io.AudioOutputCapabilities(pause=True), sample_rate=SAMPLE_RATE
         )
         self.track = _AgentTrack(self)
+        self._echo = echo
         self._buf = bytearray()
         self._captured = 0.0  # seconds captured in the current segment
         self._played = 0.0  # seconds of it sent to the peer
@@ -120,6 +128,12 @@ class PeerAudioOutput(io.AudioOutput):
         self._paused = False
 
     def _next_packet(self) -> bytes:
+        packet = self._take_packet()
+        if self._echo is not None:
+            self._echo.played(packet)  # silence too: the canceller follows the line's timeline
+        return packet
+
+    def _take_packet(self) -> bytes:
         if self._paused or not self._buf:
             return bytes(BYTES_PER_PACKET)
         if not self._started:

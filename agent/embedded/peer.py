@@ -17,12 +17,17 @@ from aiortc import RTCConfiguration, RTCDataChannel, RTCIceServer, RTCPeerConnec
 from aiortc.mediastreams import MediaStreamTrack
 from livekit.agents import AgentSession
 from livekit.agents.utils import shortuuid
+from livekit.agents.voice.transcription import TranscriptSynchronizer
 
+from ..call_info import CallInfo
+from ..live_instructions import ChannelRequests
 from ..models import Models
 from ..session import build_agent, build_session
 from ..settings import Settings
 from .audio_io import PeerAudioInput, PeerAudioOutput
+from .echo import EchoCanceller
 from .events import AgentTranscriptOutput, encode, relay_session_events
+from .jitter import set_peer_audio_prefetch
 from .sdp import BadOffer
 
 logger = logging.getLogger("voice_agent.embedded")
@@ -52,7 +57,8 @@ class PeerSession:
         self._on_closed = on_closed
         ice = [RTCIceServer(urls=url) for url in settings.ice_servers]
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=ice))
-        self.output = PeerAudioOutput()
+        self._echo = EchoCanceller() if settings.echo_cancellation else None
+        self.output = PeerAudioOutput(self._echo)
         self.session: AgentSession | None = None
         self.started = False
         self._mic: MediaStreamTrack | None = None
@@ -61,6 +67,8 @@ class PeerSession:
         self._closing: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._starting: asyncio.Task[None] | None = None
+        self._requests = ChannelRequests(settings, self.send)
+        self._sync: TranscriptSynchronizer | None = None
 
     @property
     def ice_connected(self) -> bool:
@@ -80,6 +88,7 @@ class PeerSession:
             raise BadOffer("invalid SDP offer: the WebRTC stack cannot use it") from e
         if self._mic is None:
             raise BadOffer("the offer has no audio track")
+        set_peer_audio_prefetch(self.pc, self._settings.receive_jitter_packets)
         self.pc.addTrack(self.output.track)
         try:
             await self.pc.setLocalDescription(await self.pc.createAnswer())
@@ -108,11 +117,18 @@ class PeerSession:
     async def _start(self) -> None:
         assert self._mic is not None
         try:
-            self.session = session = build_session(self._settings, self._models)
-            session.input.audio = PeerAudioInput(self._mic)
-            session.output.audio = self.output
-            session.output.transcription = AgentTranscriptOutput(self.send)
-            relay_session_events(session, self.send)
+            self.session = session = build_session(
+                self._settings, self._models, CallInfo(session_id=self.id, transport="embedded")
+            )
+            session.input.audio = PeerAudioInput(self._mic, self._echo)
+            transcript = AgentTranscriptOutput(self.send)
+            # the agent's words reach the page as they are played, not as fast as they are generated
+            self._sync = sync = TranscriptSynchronizer(
+                next_in_chain_audio=self.output, next_in_chain_text=transcript
+            )
+            session.output.audio = sync.audio_output
+            session.output.transcription = sync.text_output
+            relay_session_events(session, self.send, transcript)
             session.on("close", lambda _: self.close())
             await session.start(build_agent(self._settings))
         except Exception:
@@ -131,6 +147,8 @@ class PeerSession:
             if self.session is not None:
                 try:
                     await self.session.aclose()
+                    if self._sync is not None:
+                        await self._sync.aclose()
                 except Exception:
                     logger.exception("session %s did not close cleanly", self.id)
             try:
@@ -147,6 +165,7 @@ class PeerSession:
 
     def _attach_channel(self, channel: RTCDataChannel) -> None:
         self._channel = channel
+        channel.on("message", lambda data: self._requests.receive(data, self.session))
 
         def flush() -> None:
             while self._queued:

@@ -73,6 +73,8 @@ async def test_serves_the_web_page(start_agent: StartServer) -> None:
             assert resp.status == 200 and "<button" in page
             assert "livekit-client" not in page  # embedded mode loads nothing from elsewhere
         async with http.get(f"{url}/static/app.js") as resp:
+            assert resp.status == 200 and "./transports.js" in await resp.text()
+        async with http.get(f"{url}/static/transports.js") as resp:
             assert resp.status == 200 and "/api/offer" in await resp.text()
 
 

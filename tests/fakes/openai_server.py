@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from aiohttp import web
 
+from agent.bench.scripted_llm import chunk, sse, tokens
 from tests.fakes.loopback import serve
 
 
@@ -136,10 +136,10 @@ class ScriptedLLMServer:
             if isinstance(reply, ToolCall):
                 call = {"index": 0, "id": f"call_{len(self.requests)}", "type": "function",
                         "function": {"name": reply.name, "arguments": json.dumps(reply.arguments)}}
-                await resp.write(_sse(_chunk(body, {"role": "assistant", "tool_calls": [call]})))
-                await resp.write(_sse(_chunk(body, {}, finish_reason="tool_calls")))
-            for token in re.findall(r"\S+\s*", reply if isinstance(reply, str) else ""):
-                await resp.write(_sse(_chunk(body, {"role": "assistant", "content": token})))
+                await resp.write(sse(chunk(body, {"role": "assistant", "tool_calls": [call]})))
+                await resp.write(sse(chunk(body, {}, finish_reason="tool_calls")))
+            for token in tokens(reply if isinstance(reply, str) else ""):
+                await resp.write(sse(chunk(body, {"role": "assistant", "content": token})))
                 rec.tokens_sent += 1
                 if fault == "stall" and rec.tokens_sent == 2:
                     await asyncio.sleep(3600)
@@ -149,7 +149,7 @@ class ScriptedLLMServer:
                 "completion_tokens": rec.tokens_sent,
                 "total_tokens": 10 + rec.tokens_sent,
             }
-            await resp.write(_sse(_chunk(body, None, usage=usage)))
+            await resp.write(sse(chunk(body, None, usage=usage)))
             await resp.write(b"data: [DONE]\n\n")
             rec.completed = True
         except (asyncio.CancelledError, ConnectionResetError):
@@ -159,25 +159,3 @@ class ScriptedLLMServer:
             rec.finished.set()
         return resp
 
-
-def _chunk(
-    body: dict[str, Any],
-    delta: dict[str, Any] | None,
-    usage: dict[str, int] | None = None,
-    finish_reason: str | None = None,
-) -> dict[str, Any]:
-    choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish_reason}]
-    out: dict[str, Any] = {
-        "id": "chatcmpl-scripted",
-        "object": "chat.completion.chunk",
-        "created": int(time.time()),
-        "model": body.get("model", "scripted"),
-        "choices": choices,
-    }
-    if usage:
-        out["usage"] = usage
-    return out
-
-
-def _sse(obj: dict[str, Any]) -> bytes:
-    return f"data: {json.dumps(obj)}\n\n".encode()

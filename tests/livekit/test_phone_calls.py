@@ -15,11 +15,12 @@ from agent.localsip import SipAddresses
 from agent.localstack import LocalStack
 from agent.telephony.keypad import entry_text
 from agent.telephony.provision import Provisioned, SipAdmin
+from tests.conversations.saved import saved_call
 from tests.fakes.openai_server import ScriptedLLMServer, ToolCall
 from tests.livekit.conftest import DIGIT_TIMEOUT, SILENCE_TIMEOUT, TRANSFER_TO, TRUNK_NUMBER, phone_settings
 from tests.livekit.phone import Call, dial
 from tests.speech import speak
-from tests.workers import WorkerProcess
+from tests.workers import WorkerProcess, conversations_db
 
 logger = logging.getLogger(__name__)
 QUIET_BOUND = 3.0  # VAD needs the phone profile's min_interruption_duration (0.6 s) of speech, plus jitter
@@ -59,6 +60,13 @@ async def test_a_caller_is_greeted_and_answered(
         )
         assert call.caller not in phone_worker.log.read_text(), "the caller's number is not logged in clear"
         answer = await phone.wait_for_value(lambda: phone.first_audio_after(spoke_until), 60, "the answer")
+        # saved as it happens: the numbers of the call, the greeting and the caller's words
+        saved = await saved_call(
+            conversations_db(phone_worker.log),
+            lambda c: c["caller_number"] == call.caller and any(e.get("role") == "user" for e in c["transcript"]),
+        )
+        assert (saved["transport"], saved["trunk_number"], saved["direction"]) == ("phone", TRUNK_NUMBER, "inbound")
+        assert saved["transcript"][0]["role"] == "agent", "the greeting comes first"
     logger.info(
         "phone: voice-to-voice %.2f s (end of caller speech -> first agent RTP audio)", answer - spoke_until
     )

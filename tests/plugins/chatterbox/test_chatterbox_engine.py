@@ -146,6 +146,9 @@ async def test_streams_running_together_are_batched_and_sound_as_they_do_alone(
 
     assert stats.max_batch == 3
     assert stats.decode_steps < stats.tokens
+    # what the metrics read: rows per forward pass (a mean batch above 1) and their time
+    assert stats.decode_steps < stats.decoded_rows <= 3 * stats.decode_steps
+    assert stats.decode_seconds > 0 and 1 <= stats.last_batch <= 3 and stats.last_step_seconds > 0
     for text, pcm, pcm_alone in zip(texts, together, alone, strict=True):
         assert len(pcm) / 24000 == pytest.approx(expected_seconds(text))
         assert np.allclose(pcm, pcm_alone, atol=2)

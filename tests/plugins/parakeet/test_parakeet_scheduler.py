@@ -60,7 +60,8 @@ async def test_concurrent_streams_share_batched_steps(
     monkeypatch.setattr(tiny_engine.steps, "stream", slow_step)
     clips = [utterance(0.8 + 0.7 * i, seed=10 + i) for i in range(4)]
     offline = [(await tiny_engine.transcribe(c)).text for c in clips]
-    steps_before = tiny_engine.stats().steps
+    before = tiny_engine.stats()
+    steps_before = before.steps
     opened = [open_stream(tiny_engine) for _ in clips]
     for i in range(0, max(len(c) for c in clips), FRAME):  # the streams advance together, in real time order
         for (stream, _), clip in zip(opened, clips, strict=True):
@@ -74,6 +75,7 @@ async def test_concurrent_streams_share_batched_steps(
     recent = stats.batch_sizes[-(stats.steps - steps_before) :]
     assert max(recent) > 1
     assert sum(recent) == sum(s.stats.steps for s, _ in opened)
+    assert stats.stream_inputs - before.stream_inputs == sum(recent)
     assert tiny_engine.active_streams == 0
 
 

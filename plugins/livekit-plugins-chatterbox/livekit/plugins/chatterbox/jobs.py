@@ -29,6 +29,16 @@ class EngineStats:
     """batched T3 forward passes (one per token step and batch, whatever the number of requests in it)"""
     max_batch: int = 0
     """most requests in one T3 forward pass"""
+    decoded_rows: int = 0
+    """requests in all T3 forward passes (`decoded_rows / decode_steps`: the mean batch size)"""
+    decode_seconds: float = 0.0
+    """time spent in T3 forward passes"""
+    last_batch: int = 0
+    """requests in the latest T3 forward pass"""
+    last_step_seconds: float = 0.0
+    """duration of the latest T3 forward pass"""
+    active_streams: int = 0
+    """replies with requests in the engine (running or queued), as of the latest iteration"""
     max_flow_batch: int = 0
     """most chunks in one flow call"""
     oom_splits: int = 0

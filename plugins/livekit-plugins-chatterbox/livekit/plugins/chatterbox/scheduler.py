@@ -148,6 +148,8 @@ class Scheduler:
                 jobs.popleft()
             if not jobs:
                 del self._streams[stream]
+        with self._lock:
+            self._stats.active_streams = len(self._streams)
         self.monitor.end_iteration(worked=bool(heads))
 
     def _recover(self, e: Exception) -> None:
@@ -246,6 +248,7 @@ class Scheduler:
         self._worked(jobs)
 
     def _forward(self, batch: DecodeBatch) -> None:
+        start = time.perf_counter()
         try:
             with self.monitor.step("decode"):
                 self._steps.decode(batch)
@@ -262,9 +265,14 @@ class Scheduler:
         except Exception as e:  # noqa: BLE001 - a failed batch fails its requests, not the engine
             self._fail_all(self._jobs_of(batch.members), e)
         else:
+            elapsed = time.perf_counter() - start
             with self._lock:
                 self._stats.decode_steps += 1
                 self._stats.max_batch = max(self._stats.max_batch, len(batch))
+                self._stats.decoded_rows += len(batch)
+                self._stats.decode_seconds += elapsed
+                self._stats.last_batch = len(batch)
+                self._stats.last_step_seconds = elapsed
 
     def _vocode(self, jobs: list[Job]) -> None:
         """Vocode the chunks of these jobs: their flow steps as one batch, then one by one, HiFT and delivery."""

@@ -29,6 +29,8 @@ class EngineStats:
     """duration of each of those steps"""
     compute_seconds: float
     """total duration of all streaming steps"""
+    stream_inputs: int
+    """stream chunks processed by all streaming steps (`stream_inputs / steps`: the mean batch size)"""
 
 
 @dataclass(frozen=True)

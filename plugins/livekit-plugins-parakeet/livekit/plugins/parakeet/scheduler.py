@@ -90,6 +90,7 @@ class Scheduler:
         self._death = ""  # why the thread died, if it did
         self._steps = 0
         self._compute_seconds = 0.0
+        self._stream_inputs = 0
         self._batch_sizes: collections.deque[int] = collections.deque(maxlen=_RECENT_STEPS)
         self._step_seconds: collections.deque[float] = collections.deque(maxlen=_RECENT_STEPS)
         self._watchdog = Watchdog(name, watchdog_timeout)
@@ -147,7 +148,11 @@ class Scheduler:
     def stats(self) -> EngineStats:
         with self._cond:
             return EngineStats(
-                self._steps, list(self._batch_sizes), list(self._step_seconds), self._compute_seconds
+                self._steps,
+                list(self._batch_sizes),
+                list(self._step_seconds),
+                self._compute_seconds,
+                self._stream_inputs,
             )
 
     def health(self) -> EngineHealth:
@@ -296,6 +301,7 @@ class Scheduler:
         with self._cond:
             self._steps += 1
             self._compute_seconds += elapsed
+            self._stream_inputs += len(inputs)
             self._batch_sizes.append(len(inputs))
             self._step_seconds.append(elapsed)
         return outputs
