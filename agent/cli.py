@@ -9,6 +9,7 @@ import faulthandler
 import importlib
 import json
 import logging
+import os
 import signal
 import sys
 import tempfile
@@ -112,6 +113,13 @@ def run_worker(settings: Settings, *, dev: bool, log_format: str | None, log_lev
     finally:
         if conversations is not None:
             store.release(conversations)  # what is queued is written before the process exits
+    # Drained and done: leave without the interpreter's teardown, in which a native thread left by the
+    # WebRTC stack makes the C++ runtime abort ("terminate called without an active exception", exit 134),
+    # which an orchestrator would take for a crash of a cleanly drained replica.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 async def check(settings: Settings) -> None:

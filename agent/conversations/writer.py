@@ -74,7 +74,10 @@ class Writer:
         done = threading.Event()
         if not self.alive:
             return False
-        self._queue.put(done, timeout=timeout)
+        try:
+            self._queue.put(done, timeout=timeout)
+        except queue.Full:
+            return False
         return done.wait(timeout)
 
     def close(self, timeout: float = 10.0) -> None:
